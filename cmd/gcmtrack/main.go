@@ -1,0 +1,62 @@
+// Command gcmtrack is GCM Tracker in one binary: the API, the projectors,
+// and on a laptop an embedded NATS JetStream and a PostgreSQL cluster it
+// starts itself.
+//
+//	gcmtrack run      [flags]                 start the system (--target=all|api|projector)
+//	gcmtrack migrate  [flags]                 apply the database migrations
+//	gcmtrack rebuild  [flags] [projection…]   rebuild read models from the stream, with progress
+//	gcmtrack token    create|list|revoke …    manage API tokens
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "gcmtrack:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: gcmtrack <command> [flags]
+
+commands:
+  run       start GCM Tracker (embedded NATS and PostgreSQL unless --nats-url/--database-url)
+  migrate   apply the database migrations and exit
+  rebuild   rebuild read models from the event stream (all, or the named projections)
+  token     create, list or revoke API tokens
+
+Run 'gcmtrack <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:])
+	case "migrate":
+		return cmdMigrate(ctx, args[1:])
+	case "rebuild":
+		return cmdRebuild(ctx, args[1:])
+	case "token":
+		return cmdToken(ctx, args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"gcmtrack/events"
+	"gcmtrack/events/catalog"
+	"gcmtrack/projections/engine"
+	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/services/api"
+	"gcmtrack/services/auth"
+	"gcmtrack/services/command"
+	"gcmtrack/services/eventstore"
+	"gcmtrack/services/idempotency"
+	"gcmtrack/services/registry"
+)
+
+// projectionSet is every projection the product maintains.
+func projectionSet() []engine.Projection {
+	return []engine.Projection{projregistry.Projection{}}
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfg.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := cfg.logger()
+	log.Info("starting GCM Tracker", cfg.logAttrs()...)
+
+	p, err := openPlatform(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	if err := migrate(ctx, p.pool); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	js, err := jetstream.New(p.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	cat := catalog.Default()
+	g, gctx := errgroup.WithContext(ctx)
+
+	var handler http.Handler
+	var stream jetstream.Stream
+	if cfg.Target == "all" || cfg.Target == "api" {
+		store, err := eventstore.Open(ctx, js, eventstore.Config{Replicas: cfg.Replicas, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		stream = store.Stream()
+		keys, err := idempotency.Open(ctx, js, idempotency.Config{Replicas: cfg.Replicas})
+		if err != nil {
+			return err
+		}
+		regSvc := registry.NewService(store, cat)
+		n, err := regSvc.RegisterCatalog(ctx, command.Meta{Actor: "system", CorrelationID: "startup"})
+		if err != nil {
+			return fmt.Errorf("register catalog ISCMs: %w", err)
+		}
+		log.Info("catalog ISCMs registered", "new", n, "catalog", len(cat.ISCMs))
+		tokens := auth.NewStore(p.pool)
+		handler = api.New(api.Deps{
+			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
+			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
+		})
+		if err := announceAdmin(ctx, cfg, tokens); err != nil {
+			return err
+		}
+	} else {
+		stream, err = awaitStream(ctx, js)
+		if err != nil {
+			return err
+		}
+		handler = api.New(api.Deps{Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready})
+	}
+
+	if cfg.Target == "all" || cfg.Target == "projector" {
+		eng := engine.New(p.pool, stream, engine.Config{Metrics: engine.NewMetrics(reg), Logger: log.With("component", "projector")}, projectionSet()...)
+		if err := eng.Prepare(ctx); err != nil {
+			return err
+		}
+		g.Go(func() error { return eng.Run(gctx) })
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	fmt.Fprintf(os.Stderr, "\nGCM Tracker (%s) is listening on http://%s\n", cfg.Target, ln.Addr())
+	log.Info("listening", "addr", ln.Addr().String(), "target", cfg.Target)
+	err = g.Wait()
+	log.Info("stopping")
+	return err
+}
+
+// awaitStream waits for the API side to create the stream.
+func awaitStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	for {
+		s, err := js.Stream(ctx, events.StreamName)
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for stream %s: %w", events.StreamName, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// announceAdmin prints a login token for the first user, as a notebook
+// server does: the bootstrap token when one is set, else a new admin token
+// valid for a day on every start.
+func announceAdmin(ctx context.Context, cfg config, tokens *auth.Store) error {
+	if cfg.BootstrapAdminToken != "" {
+		exists, err := tokens.Exists(ctx, cfg.BootstrapAdminToken)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			if _, _, err := tokens.Create(ctx, auth.NewToken{Name: "bootstrap admin", Role: auth.RoleAdmin, Secret: cfg.BootstrapAdminToken}); err != nil {
+				return fmt.Errorf("bootstrap admin token: %w", err)
+			}
+		}
+		fmt.Fprintln(os.Stderr, "Admin token: the one in GCM_BOOTSTRAP_ADMIN_TOKEN")
+		return nil
+	}
+	secret, _, err := tokens.Create(ctx, auth.NewToken{Name: "console " + time.Now().UTC().Format(time.RFC3339), Role: auth.RoleAdmin, TTL: 24 * time.Hour})
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "Admin token (valid 24 h; `gcmtrack token create` issues more):\n\n    %s\n\n", secret)
+	return nil
+}

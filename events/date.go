@@ -1,0 +1,71 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Date is a calendar date without time or zone, as meetings and memberships
+// are recorded ("2018-12-10"). The zero Date encodes as null.
+type Date struct{ t time.Time }
+
+const dateLayout = "2006-01-02"
+
+// ParseDate reads a date in ISO 8601 calendar form (YYYY-MM-DD).
+func ParseDate(s string) (Date, error) {
+	t, err := time.Parse(dateLayout, s)
+	if err != nil {
+		return Date{}, fmt.Errorf("date %q: want YYYY-MM-DD", s)
+	}
+	return Date{t}, nil
+}
+
+// DateOf returns the calendar date of t in UTC.
+func DateOf(t time.Time) Date {
+	y, m, d := t.UTC().Date()
+	return Date{time.Date(y, m, d, 0, 0, 0, 0, time.UTC)}
+}
+
+// IsZero reports whether the date is unset.
+func (d Date) IsZero() bool { return d.t.IsZero() }
+
+// Time is the date at midnight UTC.
+func (d Date) Time() time.Time { return d.t }
+
+// Before reports whether d is strictly before o.
+func (d Date) Before(o Date) bool { return d.t.Before(o.t) }
+
+// String formats the date as YYYY-MM-DD, or "" when unset.
+func (d Date) String() string {
+	if d.IsZero() {
+		return ""
+	}
+	return d.t.Format(dateLayout)
+}
+
+// MarshalJSON encodes the date as "YYYY-MM-DD", or null when unset.
+func (d Date) MarshalJSON() ([]byte, error) {
+	if d.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(d.String())
+}
+
+// UnmarshalJSON accepts "YYYY-MM-DD" or null.
+func (d *Date) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*d = Date{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("date: want a string YYYY-MM-DD")
+	}
+	p, err := ParseDate(s)
+	if err != nil {
+		return err
+	}
+	*d = p
+	return nil
+}

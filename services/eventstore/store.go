@@ -1,0 +1,280 @@
+// Package eventstore keeps GCM Tracker's events in one NATS JetStream stream:
+// it appends with optimistic concurrency (the expected last sequence of the
+// aggregate's subject) and idempotency (Nats-Msg-Id), and loads an
+// aggregate's events back. The stream sequence is the global position; an
+// aggregate's version is the position of its last event.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"gcmtrack/events"
+)
+
+// Errors callers branch on.
+var (
+	// ErrConflict: the aggregate moved on since the version the command decided
+	// on. The error is a *ConflictError carrying the current version.
+	ErrConflict = errors.New("version conflict")
+	// ErrUnavailable: the event store could not be reached in time.
+	ErrUnavailable = errors.New("event store unavailable")
+)
+
+// ConflictError is returned when the expected version does not match.
+type ConflictError struct {
+	Subject string
+	Current uint64 // the aggregate's version now; 0 when unknown
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s: %s is at version %d", ErrConflict, e.Subject, e.Current)
+}
+
+// Unwrap lets errors.Is(err, ErrConflict) match.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Config sets up the stream.
+type Config struct {
+	// Replicas of the stream: 1 embedded, 3 in production.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers message ids. Longer
+	// windows cost server memory; the services keep idempotency keys for a
+	// day on their own and use this window only against concurrent retries.
+	DuplicateWindow time.Duration
+	// Registerer receives the store's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Store appends and loads events.
+type Store struct {
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	metrics *metrics
+}
+
+// Open creates the stream, or updates its settings, and returns a store on it.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = 10 * time.Minute
+	}
+	sc := jetstream.StreamConfig{
+		Name:        events.StreamName,
+		Description: "GCM Tracker events: the source of truth",
+		Subjects:    []string{events.SubjectWildcard},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		AllowDirect: true,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		Discard:     jetstream.DiscardNew,
+	}
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", sc.Name, err)
+	}
+	return &Store{js: js, stream: s, metrics: newMetrics(cfg.Registerer)}, nil
+}
+
+// Stream is the underlying JetStream stream, for readers that consume it.
+func (s *Store) Stream() jetstream.Stream { return s.stream }
+
+// Appended reports where an event landed.
+type Appended struct {
+	Position uint64
+	// Duplicate is true when JetStream had already stored a message with the
+	// same id: Position is then the original event's.
+	Duplicate bool
+}
+
+// Append stores one event if its aggregate is still at expected (0 for a new
+// aggregate). msgID, when not empty, makes a retried append a no-op within
+// the stream's duplicate window.
+func (s *Store) Append(ctx context.Context, env events.Envelope, expected uint64, msgID string) (Appended, error) {
+	start := time.Now()
+	data, err := env.Marshal()
+	if err != nil {
+		return Appended{}, fmt.Errorf("append %s: %w", env.Type, err)
+	}
+	subject := env.Subject()
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(events.HeaderEventType, env.Type)
+	opts := []jetstream.PublishOpt{
+		jetstream.WithExpectStream(events.StreamName),
+		jetstream.WithExpectLastSequencePerSubject(expected),
+	}
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			// JetStream checks the expected sequence before duplicates: a
+			// retry of an append that went through conflicts with its own
+			// first attempt. Recognise that case by the message id.
+			if msgID != "" {
+				if last, err := s.stream.GetLastMsgForSubject(ctx, subject); err == nil && last.Header.Get(jetstream.MsgIDHeader) == msgID {
+					return Appended{Position: last.Sequence, Duplicate: true}, nil
+				}
+			}
+			s.metrics.conflicts.Inc()
+			return Appended{}, &ConflictError{Subject: subject, Current: s.currentVersion(ctx, subject, apiErr.Description)}
+		}
+		s.metrics.errors.Inc()
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrNoResponders) {
+			return Appended{}, fmt.Errorf("append %s: %w: %w", env.Type, ErrUnavailable, err)
+		}
+		return Appended{}, fmt.Errorf("append %s: %w", env.Type, err)
+	}
+	s.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+	if !ack.Duplicate {
+		s.metrics.appends.WithLabelValues(env.Type).Inc()
+	}
+	return Appended{Position: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// currentVersion reads the version a conflict was against: from the error
+// text JetStream sends ("wrong last sequence: N"), else from the stream.
+func (s *Store) currentVersion(ctx context.Context, subject, desc string) uint64 {
+	if i := strings.LastIndex(desc, ":"); i >= 0 {
+		if n, err := strconv.ParseUint(strings.TrimSpace(desc[i+1:]), 10, 64); err == nil {
+			return n
+		}
+	}
+	v, err := s.Version(ctx, subject)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// Version is the position of the last event on subject, 0 if there is none.
+func (s *Store) Version(ctx context.Context, subject string) (uint64, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", subject, err)
+	}
+	return m.Sequence, nil
+}
+
+// History is an aggregate's events, oldest first, and its version.
+type History struct {
+	Records []events.Record
+	Version uint64
+}
+
+// Load reads every event of one aggregate.
+func (s *Store) Load(ctx context.Context, iscm, kind, id string) (History, error) {
+	start := time.Now()
+	defer func() { s.metrics.loadSeconds.Observe(time.Since(start).Seconds()) }()
+	subject := events.Subject(iscm, kind, id)
+	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return History{}, nil
+	}
+	if err != nil {
+		return History{}, fmt.Errorf("load %s: %w", subject, err)
+	}
+	h := History{Version: last.Sequence}
+	err = s.read(ctx, []string{subject}, 1, last.Sequence, func(r events.Record) error {
+		h.Records = append(h.Records, r)
+		return nil
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("load %s: %w", subject, err)
+	}
+	return h, nil
+}
+
+// LastPosition is the stream's last sequence.
+func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// ReadAll calls fn for every event from position from (1 for all) up to the
+// stream's last position when the call starts.
+func (s *Store) ReadAll(ctx context.Context, from uint64, fn func(events.Record) error) error {
+	last, err := s.LastPosition(ctx)
+	if err != nil {
+		return err
+	}
+	if from == 0 {
+		from = 1
+	}
+	if last < from {
+		return nil
+	}
+	return s.read(ctx, nil, from, last, fn)
+}
+
+// read delivers the messages on subjects (all when nil) with sequence in
+// [from, to] through an ordered consumer, which keeps no server state.
+func (s *Store) read(ctx context.Context, subjects []string, from, to uint64, fn func(events.Record) error) error {
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	defer it.Stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("next: %w", err)
+		}
+		rec, err := Decode(msg)
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if rec.Position >= to {
+			return nil
+		}
+	}
+}
+
+// Decode turns a stream message into a record.
+func Decode(msg jetstream.Msg) (events.Record, error) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return events.Record{}, fmt.Errorf("message metadata: %w", err)
+	}
+	env, err := events.Unmarshal(msg.Data())
+	if err != nil {
+		return events.Record{}, fmt.Errorf("position %d: %w", md.Sequence.Stream, err)
+	}
+	return events.Record{Position: md.Sequence.Stream, Subject: msg.Subject(), Envelope: env}, nil
+}

@@ -1,0 +1,194 @@
+// Package registry decides the commands on the ISCM registry: registering
+// the catalog's mechanisms and recording which States are their members or
+// observers. Decisions are made from the ISCM aggregate's own events.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"gcmtrack/events"
+	"gcmtrack/events/catalog"
+	"gcmtrack/services/command"
+	"gcmtrack/services/eventstore"
+)
+
+// Service handles registry commands.
+type Service struct {
+	store *eventstore.Store
+	cat   *catalog.Catalog
+}
+
+// NewService returns the registry's command handler.
+func NewService(store *eventstore.Store, cat *catalog.Catalog) *Service {
+	return &Service{store: store, cat: cat}
+}
+
+// ISCM is the aggregate: what the registry's decisions depend on.
+type ISCM struct {
+	Registered bool
+	Members    map[string]string // State -> member or observer
+	Version    uint64
+}
+
+// Load folds an ISCM's events into its current state.
+func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
+	h, err := s.store.Load(ctx, slug, events.KindISCM, slug)
+	if err != nil {
+		return ISCM{}, err
+	}
+	a := ISCM{Members: map[string]string{}, Version: h.Version}
+	for _, r := range h.Records {
+		p, err := events.Decode(r.Envelope)
+		if err != nil {
+			return ISCM{}, fmt.Errorf("load iscm %s: %w", slug, err)
+		}
+		switch p := p.(type) {
+		case events.ISCMRegistered:
+			a.Registered = true
+		case events.MemberJoined:
+			a.Members[p.State] = p.Status
+		case events.MemberStatusChanged:
+			a.Members[p.State] = p.Status
+		case events.MemberLeft:
+			delete(a.Members, p.State)
+		}
+	}
+	return a, nil
+}
+
+// RegisterCatalog registers every catalog ISCM not registered yet and
+// reports how many it registered. Running it again registers nothing.
+func (s *Service) RegisterCatalog(ctx context.Context, m command.Meta) (int, error) {
+	n := 0
+	for _, c := range s.cat.ISCMs {
+		a, err := s.Load(ctx, c.Slug)
+		if err != nil {
+			return n, err
+		}
+		if a.Registered {
+			continue
+		}
+		meta := m
+		meta.MsgID = "register-" + c.Slug
+		p := events.ISCMRegistered{Slug: c.Slug, Name: c.Name, ShortName: c.ShortName, Kind: c.Kind, Region: c.Region}
+		_, err = command.Append(ctx, s.store, meta, c.Slug, events.KindISCM, c.Slug, p, time.Time{}, 0)
+		var conflict *eventstore.ConflictError
+		if errors.As(err, &conflict) {
+			continue // another instance registered it first
+		}
+		if err != nil {
+			return n, fmt.Errorf("register %s: %w", c.Slug, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// AddMember is the input of the add-member command.
+type AddMember struct {
+	State  string `json:"state"`
+	Status string `json:"status"`
+	Since  string `json:"since"`
+}
+
+var iso3 = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func (s *Service) validState(ps *command.Problems, field, code string) {
+	switch {
+	case code == "":
+		ps.Add(field, "is required (an ISO 3166-1 alpha-3 code such as MEX)")
+	case !iso3.MatchString(code):
+		ps.Add(field, "%q is not an ISO 3166-1 alpha-3 code (three upper-case letters, such as MEX)", code)
+	default:
+		if _, ok := s.cat.Country(code); !ok {
+			ps.Add(field, "%q is not a known ISO 3166-1 alpha-3 code", code)
+		}
+	}
+}
+
+// Join records that a State joined an ISCM as member or observer, or moved
+// between the two.
+func (s *Service) Join(ctx context.Context, slug string, in AddMember, m command.Meta) (command.Result, error) {
+	var ps command.Problems
+	s.validState(&ps, "state", in.State)
+	if in.Status == "" {
+		in.Status = events.StatusMember
+	}
+	if in.Status != events.StatusMember && in.Status != events.StatusObserver {
+		ps.Add("status", "%q is not one of member, observer", in.Status)
+	}
+	var since events.Date
+	if in.Since != "" {
+		d, err := events.ParseDate(in.Since)
+		if err != nil {
+			ps.Add("since", "%v", err)
+		}
+		since = d
+	}
+	if err := ps.Err(); err != nil {
+		return command.Result{}, err
+	}
+	a, err := s.loadRegistered(ctx, slug)
+	if err != nil {
+		return command.Result{}, err
+	}
+	if err := command.CheckIfMatch(m, a.Version); err != nil {
+		return command.Result{}, err
+	}
+	var p events.Payload
+	switch cur, ok := a.Members[in.State]; {
+	case !ok:
+		p = events.MemberJoined{State: in.State, Status: in.Status, Since: since}
+	case cur == in.Status:
+		return command.Result{}, fmt.Errorf("%w: %s is already a %s of %s", command.ErrStateConflict, in.State, cur, slug)
+	default:
+		p = events.MemberStatusChanged{State: in.State, Status: in.Status, Since: since}
+	}
+	return command.Append(ctx, s.store, m, slug, events.KindISCM, slug, p, since.Time(), a.Version)
+}
+
+// Leave records that a State stopped taking part in an ISCM.
+func (s *Service) Leave(ctx context.Context, slug, state, until string, m command.Meta) (command.Result, error) {
+	var ps command.Problems
+	s.validState(&ps, "state", state)
+	var u events.Date
+	if until != "" {
+		d, err := events.ParseDate(until)
+		if err != nil {
+			ps.Add("until", "%v", err)
+		}
+		u = d
+	}
+	if err := ps.Err(); err != nil {
+		return command.Result{}, err
+	}
+	a, err := s.loadRegistered(ctx, slug)
+	if err != nil {
+		return command.Result{}, err
+	}
+	if err := command.CheckIfMatch(m, a.Version); err != nil {
+		return command.Result{}, err
+	}
+	if _, ok := a.Members[state]; !ok {
+		return command.Result{}, fmt.Errorf("%w: %s is not a member or observer of %s", command.ErrStateConflict, state, slug)
+	}
+	return command.Append(ctx, s.store, m, slug, events.KindISCM, slug, events.MemberLeft{State: state, Until: u}, u.Time(), a.Version)
+}
+
+func (s *Service) loadRegistered(ctx context.Context, slug string) (ISCM, error) {
+	if !events.ValidToken(slug) {
+		return ISCM{}, fmt.Errorf("%w: ISCM %q", command.ErrNotFound, slug)
+	}
+	a, err := s.Load(ctx, slug)
+	if err != nil {
+		return ISCM{}, err
+	}
+	if !a.Registered {
+		return ISCM{}, fmt.Errorf("%w: ISCM %q", command.ErrNotFound, slug)
+	}
+	return a, nil
+}
