@@ -3,6 +3,8 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strconv"
 	"time"
 )
 
@@ -58,14 +60,22 @@ func (d *Date) UnmarshalJSON(b []byte) error {
 		*d = Date{}
 		return nil
 	}
+	// A *json.UnmarshalTypeError lets the decoder name the field.
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("date: want a string YYYY-MM-DD")
+		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[Date]()}
 	}
 	p, err := ParseDate(s)
 	if err != nil {
-		return err
+		return &json.UnmarshalTypeError{Value: "string " + strconv.Quote(truncated(s)), Type: reflect.TypeFor[Date]()}
 	}
 	*d = p
 	return nil
+}
+
+func truncated(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }

@@ -18,18 +18,20 @@ import (
 	"gcmtrack/events"
 	"gcmtrack/events/catalog"
 	"gcmtrack/projections/engine"
+	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/services/api"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
 	"gcmtrack/services/idempotency"
+	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
 )
 
 // projectionSet is every projection the product maintains.
 func projectionSet() []engine.Projection {
-	return []engine.Projection{projregistry.Projection{}}
+	return []engine.Projection{projregistry.Projection{}, projrecords.Projection{}}
 }
 
 func cmdRun(ctx context.Context, args []string) error {
@@ -84,6 +86,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		tokens := auth.NewStore(p.pool)
 		handler = api.New(api.Deps{
 			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
+			Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(p.pool),
 			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
 		})
 		if err := announceAdmin(ctx, cfg, tokens); err != nil {

@@ -8,7 +8,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+
+	"gcmtrack/events"
 )
 
 // maxBody caps every request body.
@@ -57,6 +60,8 @@ func jsonDetail(err error) string {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ) && typ.Type == reflect.TypeFor[events.Date]():
+		return fmt.Sprintf("field %q: %s is not a date: want YYYY-MM-DD", typ.Field, typ.Value)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
 			return fmt.Sprintf("field %q: expected %s, got JSON %s", typ.Field, typ.Type, typ.Value)

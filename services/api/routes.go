@@ -8,6 +8,7 @@ import (
 
 	"context"
 	"gcmtrack/events/catalog"
+	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/services/command"
 	"gcmtrack/services/registry"
@@ -60,10 +61,18 @@ func (s *Server) listISCMs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getISCM(w http.ResponseWriter, r *http.Request) error {
-	if err := s.awaitPosition(r, projregistry.Name); err != nil {
+	slug := r.PathValue("slug")
+	c, err := s.authorize(w, r, actRead, slug)
+	if err != nil {
 		return err
 	}
-	slug := r.PathValue("slug")
+	names := []string{projregistry.Name}
+	if s.d.RecordsQ != nil {
+		names = append(names, readModels...)
+	}
+	if err := s.awaitPosition(r, names...); err != nil {
+		return err
+	}
 	p, err := s.d.RegistryQ.Get(r.Context(), slug)
 	if errors.Is(err, projregistry.ErrNotFound) {
 		return problem(http.StatusNotFound, "not-found", "no ISCM with slug "+strconv.Quote(slug))
@@ -71,17 +80,30 @@ func (s *Server) getISCM(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tag := etag(p.Version)
-	w.Header().Set("ETag", tag)
-	if r.Header.Get("If-None-Match") == tag {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
+	out := iscmProfile{Profile: p}
+	if s.d.RecordsQ != nil {
+		sum, err := s.d.RecordsQ.Summary(r.Context(), c.visibility(), slug)
+		if err != nil {
+			return err
+		}
+		out.Engagement = &sum
 	}
-	return writeJSON(w, http.StatusOK, p)
+	// The ETag is the registry aggregate's version, what If-Match on a
+	// membership change compares. The engagement summary changes without
+	// it, so this document is never answered with 304.
+	w.Header().Set("ETag", etag(p.Version))
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// iscmProfile is an ISCM with its members and its engagement summary.
+type iscmProfile struct {
+	projregistry.Profile
+	Engagement *projrecords.Summary `json:"engagement,omitempty"`
 }
 
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.requireAdmin(w, r)
+	slug := r.PathValue("slug")
+	c, err := s.authorize(w, r, actAdmin, slug)
 	if err != nil {
 		return err
 	}
@@ -93,20 +115,19 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &in); err != nil {
 		return err
 	}
-	slug := r.PathValue("slug")
-	return s.command(w, r, id, "member.join", body, http.StatusCreated, func(ctx context.Context, m command.Meta) (command.Result, error) {
+	return s.command(w, r, c.Identity, "member.join", body, http.StatusCreated, func(ctx context.Context, m command.Meta) (command.Result, error) {
 		return s.d.Registry.Join(ctx, slug, in, m)
 	})
 }
 
 func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.requireAdmin(w, r)
+	slug, state := r.PathValue("slug"), r.PathValue("state")
+	c, err := s.authorize(w, r, actAdmin, slug)
 	if err != nil {
 		return err
 	}
-	slug, state := r.PathValue("slug"), r.PathValue("state")
 	until := r.URL.Query().Get("until")
-	return s.command(w, r, id, "member.leave", nil, http.StatusOK, func(ctx context.Context, m command.Meta) (command.Result, error) {
+	return s.command(w, r, c.Identity, "member.leave", nil, http.StatusOK, func(ctx context.Context, m command.Meta) (command.Result, error) {
 		return s.d.Registry.Leave(ctx, slug, state, until, m)
 	})
 }
@@ -124,5 +145,5 @@ func (s *Server) getState(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"state": country.Alpha3, "name": country.Name, "iscm_count": len(ps), "iscms": ps})
+	return writeJSON(w, http.StatusOK, stateDoc{State: country.Alpha3, Name: country.Name, ISCMCount: len(ps), ISCMs: ps})
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,9 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"gcmtrack/events/catalog"
+	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/idempotency"
+	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
 )
 
@@ -38,6 +41,8 @@ type Deps struct {
 	Keys       *idempotency.Keys
 	Registry   *registry.Service
 	RegistryQ  *projregistry.Queries
+	Records    *records.Service
+	RecordsQ   *projrecords.Queries
 	Pool       *pgxpool.Pool
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -55,6 +60,10 @@ type Server struct {
 	metrics *metrics
 	// patterns lists the registered routes, for the OpenAPI check.
 	patterns []string
+
+	docOnce sync.Once
+	doc     []byte
+	docErr  error
 }
 
 // New builds the API's handler.
@@ -83,6 +92,9 @@ func (s *Server) routes() {
 	s.handle("POST /v1/iscms/{slug}/members", s.addMember)
 	s.handle("DELETE /v1/iscms/{slug}/members/{state}", s.removeMember)
 	s.handle("GET /v1/states/{iso3}", s.getState)
+	if s.d.Records != nil {
+		s.recordRoutes()
+	}
 }
 
 // handlerFunc is a route handler that may fail with an error the server
@@ -225,5 +237,3 @@ func parseUint(name, v string) (uint64, error) {
 	}
 	return n, nil
 }
-
-

@@ -40,22 +40,6 @@ func unauthenticated(detail string) *Problem {
 	return problem(http.StatusUnauthorized, "unauthenticated", detail)
 }
 
-// requireAdmin authenticates an admin.
-func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) (auth.Identity, error) {
-	id, ok, err := s.identity(r)
-	if err != nil || !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gcmtrack"`)
-		if err == nil {
-			err = unauthenticated("this request needs Authorization: Bearer <token>")
-		}
-		return auth.Identity{}, err
-	}
-	if id.Role != auth.RoleAdmin {
-		return auth.Identity{}, problem(http.StatusForbidden, "forbidden", "this request needs the admin role")
-	}
-	return id, nil
-}
-
 // ifMatch reads the version the client saw from If-Match ("12" or 12).
 func ifMatch(r *http.Request) (*uint64, error) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))

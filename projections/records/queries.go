@@ -1,0 +1,440 @@
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotFound: no such record, or not visible to the caller.
+var ErrNotFound = errors.New("not found")
+
+// ErrBadCursor: a pagination cursor this server did not hand out.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// Visibility says which records a caller may see: published ones always,
+// every status when All, and every status of one ISCM (a secretariat's own).
+type Visibility struct {
+	All  bool
+	ISCM string
+}
+
+// Record is one record as the read model holds it.
+type Record struct {
+	ISCM        string          `json:"iscm"`
+	Kind        string          `json:"kind"`
+	ID          string          `json:"id"`
+	Status      string          `json:"status"`
+	Source      Source          `json:"source"`
+	Record      json.RawMessage `json:"record"`
+	Milestones  []Milestone     `json:"milestones,omitempty"`
+	Version     uint64          `json:"version"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	PublishedAt *time.Time      `json:"published_at"`
+	createdPos  int64
+}
+
+// Source says where a record comes from: recorded by hand, or derived from
+// questionnaire answers of a cycle and channel.
+type Source struct {
+	Type          string `json:"type"`
+	Questionnaire string `json:"questionnaire,omitempty"`
+	Cycle         *int   `json:"cycle,omitempty"`
+	Channel       string `json:"channel,omitempty"`
+}
+
+// Milestone is an action plan milestone's latest progress.
+type Milestone struct {
+	ID       string  `json:"id"`
+	Progress string  `json:"progress"`
+	On       *string `json:"on"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// Queries reads the records' views.
+type Queries struct{ pool *pgxpool.Pool }
+
+// NewQueries returns the records' read-only queries.
+func NewQueries(pool *pgxpool.Pool) *Queries { return &Queries{pool: pool} }
+
+const recordCols = `iscm, kind, id, status, source, questionnaire, cycle, channel, content, version,
+    created_at, updated_at, published_at, created_position`
+
+func scanRecord(row pgx.CollectableRow) (Record, error) {
+	var r Record
+	var q, ch *string
+	var v int64
+	err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source.Type, &q, &r.Source.Cycle, &ch, &r.Record, &v,
+		&r.CreatedAt, &r.UpdatedAt, &r.PublishedAt, &r.createdPos)
+	if q != nil {
+		r.Source.Questionnaire = *q
+	}
+	if ch != nil {
+		r.Source.Channel = *ch
+	}
+	r.Version = uint64(v)
+	return r, err
+}
+
+// visible is the SQL condition of a Visibility, on arguments $1 (all) and
+// $2 (own ISCM).
+const visible = `($1 OR status = 'published' OR iscm = $2)`
+
+// Get returns one record.
+func (q *Queries) Get(ctx context.Context, vis Visibility, iscm, kind, id string) (Record, error) {
+	rows, err := q.pool.Query(ctx, `SELECT `+recordCols+` FROM records.records WHERE `+visible+` AND iscm = $3 AND kind = $4 AND id = $5`,
+		vis.All, vis.ISCM, iscm, kind, id)
+	if err != nil {
+		return Record{}, fmt.Errorf("get record: %w", err)
+	}
+	rs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return Record{}, fmt.Errorf("get record: %w", err)
+	}
+	if len(rs) == 0 {
+		return Record{}, ErrNotFound
+	}
+	r := rs[0]
+	if kind == "action_plan" {
+		rows, err := q.pool.Query(ctx, `SELECT milestone_id, progress, to_char(on_date, 'YYYY-MM-DD'), note FROM records.milestones
+WHERE iscm = $1 AND plan_id = $2 ORDER BY milestone_id`, iscm, id)
+		if err != nil {
+			return Record{}, fmt.Errorf("milestones: %w", err)
+		}
+		if r.Milestones, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Milestone]); err != nil {
+			return Record{}, fmt.Errorf("milestones: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Filter narrows a list of records.
+type Filter struct {
+	ISCM      string
+	Kind      string
+	Objective int
+	Principle int
+	Theme     string
+	Subkind   string // activity kind, forum, status answer, … as the kind has it
+	Category  string // partner category or capacity-building form
+	Status    string
+	Source    string
+	State     string
+	From, To  *time.Time // records whose dates overlap [From, To]
+	Cursor    string
+	Limit     int
+}
+
+// Page is one page of a list, with the cursor of the next page ("" at the
+// end).
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// MaxLimit caps a page.
+const MaxLimit = 200
+
+func encodeCursor(pos int64, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(pos, 10) + ":" + id))
+}
+
+func decodeCursor(c string) (int64, string, error) {
+	if c == "" {
+		return 0, "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, "", ErrBadCursor
+	}
+	p, id, ok := strings.Cut(string(b), ":")
+	pos, err := strconv.ParseInt(p, 10, 64)
+	if !ok || err != nil || pos <= 0 {
+		return 0, "", ErrBadCursor
+	}
+	return pos, id, nil
+}
+
+const listSQL = `
+SELECT ` + recordCols + ` FROM records.records
+WHERE ` + visible + `
+  AND ($3 = '' OR iscm = $3)
+  AND ($4 = '' OR kind = $4)
+  AND ($5 = 0 OR objectives @> ARRAY[$5::int])
+  AND ($6 = 0 OR principles @> ARRAY[$6::int])
+  AND ($7 = '' OR themes @> ARRAY[$7::text])
+  AND ($8 = '' OR subkind = $8)
+  AND ($9 = '' OR category = $9)
+  AND ($10 = '' OR status = $10)
+  AND ($11 = '' OR source = $11)
+  AND ($12 = '' OR states @> ARRAY[$12::text])
+  AND ($13::date IS NULL OR coalesce(date_to, date_from) >= $13::date)
+  AND ($14::date IS NULL OR date_from <= $14::date)
+  AND ($15 = 0 OR (created_position, id) < ($15, $16))
+ORDER BY created_position DESC, id DESC
+LIMIT $17`
+
+// List returns a page of records, newest first, keyset-paginated.
+func (q *Queries) List(ctx context.Context, vis Visibility, f Filter) (Page[Record], error) {
+	pos, id, err := decodeCursor(f.Cursor)
+	if err != nil {
+		return Page[Record]{}, err
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxLimit {
+		limit = 50
+	}
+	rows, err := q.pool.Query(ctx, listSQL, vis.All, vis.ISCM, f.ISCM, f.Kind, f.Objective, f.Principle, f.Theme,
+		f.Subkind, f.Category, f.Status, f.Source, f.State, f.From, f.To, pos, id, limit+1)
+	if err != nil {
+		return Page[Record]{}, fmt.Errorf("list records: %w", err)
+	}
+	rs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return Page[Record]{}, fmt.Errorf("list records: %w", err)
+	}
+	page := Page[Record]{Items: rs}
+	if len(rs) > limit {
+		last := rs[limit-1]
+		page.Items, page.NextCursor = rs[:limit], encodeCursor(last.createdPos, last.ID)
+	}
+	if page.Items == nil {
+		page.Items = []Record{}
+	}
+	return page, nil
+}
+
+// Entry is one event in a record's history or an ISCM's timeline.
+type Entry struct {
+	Position   uint64          `json:"position"`
+	Kind       string          `json:"kind"`
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Actor      string          `json:"actor,omitempty"`
+	RecordedAt time.Time       `json:"recorded_at"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	Status     string          `json:"status"`
+	Summary    string          `json:"summary"`
+	Content    json.RawMessage `json:"content,omitempty"`
+}
+
+func scanEntry(row pgx.CollectableRow) (Entry, error) {
+	var e Entry
+	var p int64
+	err := row.Scan(&p, &e.Kind, &e.ID, &e.Type, &e.Actor, &e.RecordedAt, &e.OccurredAt, &e.Status, &e.Summary, &e.Content)
+	e.Position = uint64(p)
+	return e, err
+}
+
+const entryCols = `h.position, h.kind, h.id, h.event_type, h.actor, h.recorded_at, h.occurred_at, h.status, h.summary, h.content`
+
+// History lists the events behind one record (or questionnaire), oldest
+// first. Callers who may not see drafts see the history of published
+// records only, without actors.
+func (q *Queries) History(ctx context.Context, vis Visibility, iscm, kind, id string) ([]Entry, error) {
+	var visibleNow bool
+	err := q.pool.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM records.records WHERE iscm = $3 AND kind = $4 AND id = $5 AND `+visible+`)
+    OR EXISTS (SELECT 1 FROM records.questionnaires WHERE iscm = $3 AND id = $5 AND $4 = 'questionnaire' AND `+visible+`)`,
+		vis.All, vis.ISCM, iscm, kind, id).Scan(&visibleNow)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	if !visibleNow {
+		return nil, ErrNotFound
+	}
+	rows, err := q.pool.Query(ctx, `SELECT `+entryCols+` FROM records.history h WHERE h.iscm = $1 AND h.kind = $2 AND h.id = $3 ORDER BY h.position`, iscm, kind, id)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	if !vis.All && vis.ISCM != iscm {
+		for i := range es {
+			es[i].Actor = ""
+		}
+	}
+	return es, nil
+}
+
+// Timeline lists everything an ISCM recorded, newest first, keyset-paginated
+// by position. Callers who may not see the ISCM's drafts see the events of
+// its published records only.
+func (q *Queries) Timeline(ctx context.Context, vis Visibility, iscm, cursor string, limit int) (Page[Entry], error) {
+	before := int64(0)
+	if cursor != "" {
+		p, _, err := decodeCursor(cursor)
+		if err != nil {
+			return Page[Entry]{}, err
+		}
+		before = p
+	}
+	if limit <= 0 || limit > MaxLimit {
+		limit = 50
+	}
+	own := vis.All || vis.ISCM == iscm
+	rows, err := q.pool.Query(ctx, `
+SELECT `+entryCols+` FROM records.history h
+WHERE h.iscm = $1 AND ($2 = 0 OR h.position < $2)
+  AND ($3 OR EXISTS (SELECT 1 FROM records.records r WHERE r.iscm = h.iscm AND r.kind = h.kind AND r.id = h.id AND r.status = 'published')
+          OR EXISTS (SELECT 1 FROM records.questionnaires q WHERE q.iscm = h.iscm AND q.id = h.id AND h.kind = 'questionnaire' AND q.status = 'published'))
+ORDER BY h.position DESC LIMIT $4`, iscm, before, own, limit+1)
+	if err != nil {
+		return Page[Entry]{}, fmt.Errorf("timeline: %w", err)
+	}
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return Page[Entry]{}, fmt.Errorf("timeline: %w", err)
+	}
+	page := Page[Entry]{Items: es}
+	if len(es) > limit {
+		page.Items, page.NextCursor = es[:limit], encodeCursor(int64(es[limit-1].Position), "")
+	}
+	if page.Items == nil {
+		page.Items = []Entry{}
+	}
+	if !own {
+		for i := range page.Items {
+			page.Items[i].Actor = ""
+		}
+	}
+	return page, nil
+}
+
+// Questionnaire is one ISCM's latest answers for a cycle and channel.
+type Questionnaire struct {
+	ISCM      string          `json:"iscm"`
+	Cycle     int             `json:"cycle"`
+	Channel   string          `json:"channel"`
+	ID        string          `json:"id"`
+	Status    string          `json:"status"`
+	Answers   json.RawMessage `json:"answers"`
+	Version   uint64          `json:"version"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Questionnaire returns the latest answers.
+func (q *Queries) Questionnaire(ctx context.Context, vis Visibility, iscm string, cycle int, channel string) (Questionnaire, error) {
+	var out Questionnaire
+	var v int64
+	err := q.pool.QueryRow(ctx, `
+SELECT iscm, cycle, channel, id, status, answers, version, updated_at FROM records.questionnaires
+WHERE `+visible+` AND iscm = $3 AND cycle = $4 AND channel = $5`, vis.All, vis.ISCM, iscm, cycle, channel).
+		Scan(&out.ISCM, &out.Cycle, &out.Channel, &out.ID, &out.Status, &out.Answers, &v, &out.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Questionnaire{}, ErrNotFound
+	}
+	if err != nil {
+		return Questionnaire{}, fmt.Errorf("questionnaire: %w", err)
+	}
+	out.Version = uint64(v)
+	return out, nil
+}
+
+// Summary is an ISCM's current engagement at a glance.
+type Summary struct {
+	Position         *Current       `json:"position"`
+	AgendaItem       *Current       `json:"agenda_item"`
+	Stocktaking      *Current       `json:"stocktaking"`
+	ActionPlan       *Current       `json:"action_plan"`
+	Activities       map[string]int `json:"activities_by_kind"`
+	Partnerships     map[string]int `json:"partnerships_by_category"`
+	Records          map[string]int `json:"records_by_kind"`
+	LastActivityDate *string        `json:"last_activity_date"`
+	LastRecordedAt   *time.Time     `json:"last_recorded_at"`
+}
+
+// Current is the latest record of a kind that states a status.
+type Current struct {
+	Status string `json:"status"`
+	ID     string `json:"id"`
+	Source Source `json:"source"`
+	Record string `json:"record_status"`
+}
+
+// Summary computes an ISCM's engagement summary from the records the caller
+// may see (withdrawn records do not count).
+func (q *Queries) Summary(ctx context.Context, vis Visibility, iscm string) (Summary, error) {
+	s := Summary{Activities: map[string]int{}, Partnerships: map[string]int{}, Records: map[string]int{}}
+	rows, err := q.pool.Query(ctx, `
+SELECT DISTINCT ON (kind) kind, subkind, id, source, questionnaire, cycle, channel, status
+FROM records.records
+WHERE `+visible+` AND iscm = $3 AND status <> 'withdrawn' AND kind IN ('position', 'agenda_item', 'stocktaking', 'action_plan')
+ORDER BY kind, (source = 'manual') DESC, updated_position DESC`, vis.All, vis.ISCM, iscm)
+	if err != nil {
+		return Summary{}, fmt.Errorf("summary: %w", err)
+	}
+	for rows.Next() {
+		var kind string
+		var c Current
+		var qn, ch *string
+		if err := rows.Scan(&kind, &c.Status, &c.ID, &c.Source.Type, &qn, &c.Source.Cycle, &ch, &c.Record); err != nil {
+			rows.Close()
+			return Summary{}, fmt.Errorf("summary: %w", err)
+		}
+		if qn != nil {
+			c.Source.Questionnaire = *qn
+		}
+		if ch != nil {
+			c.Source.Channel = *ch
+		}
+		cur := c
+		switch kind {
+		case "position":
+			s.Position = &cur
+		case "agenda_item":
+			s.AgendaItem = &cur
+		case "stocktaking":
+			s.Stocktaking = &cur
+		case "action_plan":
+			s.ActionPlan = &cur
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Summary{}, fmt.Errorf("summary: %w", err)
+	}
+	rows, err = q.pool.Query(ctx, `
+SELECT kind, CASE kind WHEN 'activity' THEN subkind WHEN 'partnership' THEN category ELSE '' END, count(*)
+FROM records.records WHERE `+visible+` AND iscm = $3 AND status <> 'withdrawn'
+GROUP BY 1, 2`, vis.All, vis.ISCM, iscm)
+	if err != nil {
+		return Summary{}, fmt.Errorf("summary counts: %w", err)
+	}
+	for rows.Next() {
+		var kind, sub string
+		var n int
+		if err := rows.Scan(&kind, &sub, &n); err != nil {
+			rows.Close()
+			return Summary{}, fmt.Errorf("summary counts: %w", err)
+		}
+		s.Records[kind] += n
+		switch kind {
+		case "activity":
+			s.Activities[sub] += n
+		case "partnership":
+			s.Partnerships[sub] += n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Summary{}, fmt.Errorf("summary counts: %w", err)
+	}
+	err = q.pool.QueryRow(ctx, `
+SELECT to_char(max(coalesce(date_to, date_from)) FILTER (WHERE kind = 'activity'), 'YYYY-MM-DD'), max(updated_at)
+FROM records.records WHERE `+visible+` AND iscm = $3 AND status <> 'withdrawn'`,
+		vis.All, vis.ISCM, iscm).Scan(&s.LastActivityDate, &s.LastRecordedAt)
+	if err != nil {
+		return Summary{}, fmt.Errorf("summary dates: %w", err)
+	}
+	return s, nil
+}
