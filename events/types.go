@@ -34,11 +34,11 @@ type typeInfo struct {
 
 // registry is built once from the package's own table (types_list.go) and
 // never changed afterwards, so it needs no lock.
-var registry = buildRegistry()
+var registry = buildRegistry(definitions())
 
-func buildRegistry() map[string]typeInfo {
+func buildRegistry(defs []definition) map[string]typeInfo {
 	r := make(map[string]typeInfo)
-	for _, d := range definitions() {
+	for _, d := range defs {
 		t := reflect.TypeOf(d.payload)
 		if _, dup := r[d.payload.EventType()]; dup {
 			panic("events: duplicate type " + d.payload.EventType()) // programming error in definitions()
@@ -78,7 +78,11 @@ func CurrentVersion(eventType string) (int, bool) {
 // Decode upcasts the envelope's payload to its type's current schema version
 // and decodes it into the registered payload type.
 func Decode(e Envelope) (Payload, error) {
-	t, ok := lookup(e.Type)
+	return decodeWith(registry, e)
+}
+
+func decodeWith(reg map[string]typeInfo, e Envelope) (Payload, error) {
+	t, ok := reg[e.Type]
 	if !ok {
 		return nil, fmt.Errorf("decode %s: %w", e.Type, ErrUnknownType)
 	}

@@ -55,7 +55,7 @@ func cmdRebuild(ctx context.Context, args []string) error {
 		return err
 	}
 	log := cfg.logger()
-	p, err := openPlatform(ctx, cfg, log)
+	p, err := openPlatform(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@
 //	gcmtrack migrate  [flags]                 apply the database migrations
 //	gcmtrack rebuild  [flags] [projection…]   rebuild read models from the stream, with progress
 //	gcmtrack token    create|list|revoke …    manage API tokens
+//	gcmtrack import   questionnaire PATH …    send questionnaire answers to a running system
 package main
 
 import (
@@ -35,6 +36,7 @@ commands:
   migrate   apply the database migrations and exit
   rebuild   rebuild read models from the event stream (all, or the named projections)
   token     create, list or revoke API tokens
+  import    import questionnaire answers into a running system (import questionnaire FILE|DIR)
 
 Run 'gcmtrack <command> -h' for a command's flags.
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdRebuild(ctx, args[1:])
 	case "token":
 		return cmdToken(ctx, args[1:])
+	case "import":
+		return cmdImport(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return nil

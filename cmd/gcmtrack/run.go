@@ -47,7 +47,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	log := cfg.logger()
 	log.Info("starting GCM Tracker", cfg.logAttrs()...)
 
-	p, err := openPlatform(ctx, cfg, log)
+	p, err := openPlatform(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}

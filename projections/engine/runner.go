@@ -91,6 +91,10 @@ func (r *runner) lead(ctx context.Context) error {
 	}
 	r.b.status = status
 	r.position.Store(uint64(pos))
+	if _, err := r.e.lastPosition(ctx); err == nil {
+		r.reportLag()
+	}
+	r.e.cfg.Metrics.position.WithLabelValues(r.b.name, r.b.label()).Set(float64(pos))
 	r.state.Store(runnerLeading)
 	defer r.state.CompareAndSwap(runnerLeading, runnerWaiting)
 	r.e.cfg.Logger.Info("projection runner leading", "projection", r.b.name, "generation", r.b.generation, "status", status, "position", pos)

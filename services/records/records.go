@@ -311,27 +311,17 @@ func (s *Service) ReportProgress(ctx context.Context, iscm, id, milestone string
 // Answer stores one ISCM's answers for a cycle and channel as one event.
 // The answers replace earlier ones of the same cycle and channel.
 func (s *Service) Answer(ctx context.Context, iscm string, cycle int, channel string, a events.Answers, draft bool, m command.Meta) (command.Result, error) {
-	chk := checker{cat: s.cat}
-	if cycle < 2000 || cycle > 2100 {
-		chk.ps.Add("cycle", "%d is not a reporting year (2000-2100)", cycle)
-	}
-	chk.enum("channel", channel, questionnaireChans, true)
-	if a.Channel != "" && a.Channel != channel {
-		chk.ps.Add("channel", "%q in the body does not match %q in the path", a.Channel, channel)
-	}
-	if err := chk.ps.Err(); err != nil {
+	if err := ValidateAnswers(s.cat, nil, cycle, channel, a); err != nil {
 		return command.Result{}, err
 	}
 	members, err := s.iscmMembers(ctx, iscm)
 	if err != nil {
 		return command.Result{}, err
 	}
-	chk.members = members
-	a.Channel = channel
-	chk.answers(a)
-	if err := chk.ps.Err(); err != nil {
+	if err := ValidateAnswers(s.cat, members, cycle, channel, a); err != nil {
 		return command.Result{}, err
 	}
+	a.Channel = channel
 	id := events.QuestionnaireID(cycle, channel)
 	r, err := s.Load(ctx, iscm, events.KindQuestionnaire, id)
 	if err != nil {
@@ -348,6 +338,25 @@ func (s *Service) Answer(ctx context.Context, iscm string, cycle int, channel st
 	}
 	p := events.QuestionnaireAnswered{Cycle: cycle, Channel: channel, Draft: draft, Answers: a}
 	return command.Append(ctx, s.store, m, iscm, events.KindQuestionnaire, id, p, a.SubmittedOn.Time(), r.Version)
+}
+
+// ValidateAnswers checks a questionnaire's answers for a cycle and channel
+// without I/O. members are the ISCM's States; nil skips the checks that
+// need them.
+func ValidateAnswers(cat *catalog.Catalog, members map[string]string, cycle int, channel string, a events.Answers) error {
+	chk := checker{cat: cat, members: members}
+	if cycle < 2000 || cycle > 2100 {
+		chk.ps.Add("cycle", "%d is not a reporting year (2000-2100)", cycle)
+	}
+	chk.enum("channel", channel, questionnaireChans, true)
+	if a.Channel != "" && a.Channel != channel {
+		chk.ps.Add("channel", "%q in the body does not match %q in the path", a.Channel, channel)
+	}
+	if err := chk.ps.Err(); err != nil {
+		return err
+	}
+	chk.answers(a)
+	return chk.ps.Err()
 }
 
 // normalise gives list fields a non-nil value, so stored content is the
@@ -380,4 +389,12 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// ValidateContent checks a record's content without I/O; members are the
+// ISCM's States (activities may name only them).
+func ValidateContent(cat *catalog.Catalog, members map[string]string, c events.Content) error {
+	chk := checker{cat: cat, members: members}
+	chk.content("", normalise(c))
+	return chk.ps.Err()
 }

@@ -32,6 +32,9 @@ type Config struct {
 	SyncAlways bool
 	// ServerName names the server; empty lets the server generate one.
 	ServerName string
+	// Username and Password, when set, are required of network clients
+	// (in-process connections pass them too).
+	Username, Password string
 	// Logger receives the server's log lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -55,6 +58,8 @@ func Start(cfg Config) (*server.Server, error) {
 		StoreDir:   cfg.StoreDir,
 		SyncAlways: cfg.SyncAlways,
 		NoSigs:     true,
+		Username:   cfg.Username,
+		Password:   cfg.Password,
 		NoLog:      cfg.Logger == nil,
 		// JetStreamMaxMemory and JetStreamMaxStore stay zero: the server
 		// derives limits from the available memory and disk.
