@@ -65,7 +65,7 @@ func examples() []Payload {
 		QuestionnaireAnswered{Cycle: 2018, Channel: ChannelQuestionnaire, Answers: Answers{Channel: ChannelQuestionnaire,
 			SubmittedOn: mustDate("2018-11-09"), Position: &pos, AgendaItem: "yes", ActionPlan: &QActionPlan{Status: "already_done"},
 			CapacityBuilding: []QActivity{{Title: "Technical secretariat", Form: "technical_secretariat"}},
-			Partnerships: []QPartnership{{Partner: "IOM", Category: "igo"}}, Submissions: []Submission{sub}}},
+			Partnerships:     []QPartnership{{Partner: "IOM", Category: "igo"}}, Submissions: []Submission{sub}}},
 	}
 }
 
