@@ -47,7 +47,10 @@ type operation struct {
 	errors                     []int
 }
 
-type schemas struct{ defs map[string]any }
+type schemas struct {
+	defs  map[string]any
+	types map[string]reflect.Type // which Go type each name stands for
+}
 
 // ref returns a $ref to the schema of v's type, defining it on first use.
 func (sc *schemas) ref(v any) map[string]any {
@@ -98,8 +101,20 @@ func (sc *schemas) of(t reflect.Type) map[string]any {
 		return map[string]any{}
 	}
 	switch t.Kind() {
-	case reflect.Pointer:
-		return sc.of(t.Elem())
+	case reflect.Pointer: // nil encodes as null
+		inner := sc.of(t.Elem())
+		if _, isRef := inner["$ref"]; isRef {
+			return map[string]any{"anyOf": []any{inner, map[string]any{"type": "null"}}}
+		}
+		if typ, ok := inner["type"].(string); ok {
+			c := map[string]any{}
+			for k, v := range inner {
+				c[k] = v
+			}
+			c["type"] = []string{typ, "null"}
+			return c
+		}
+		return inner
 	case reflect.String:
 		return map[string]any{"type": "string"}
 	case reflect.Bool:
@@ -125,10 +140,16 @@ func (sc *schemas) of(t reflect.Type) map[string]any {
 		if name == "" { // an anonymous {items: […]} wrapper
 			name = "ListOf" + t.Field(0).Type.Elem().Name()
 		}
+		if other, ok := sc.types[name]; ok && other != t {
+			// Two packages name a type alike (catalog.ISCM, registry.ISCM).
+			pkg := t.PkgPath()[strings.LastIndex(t.PkgPath(), "/")+1:]
+			name = strings.ToUpper(pkg[:1]) + pkg[1:] + name
+		}
 		ref := map[string]any{"$ref": "#/components/schemas/" + name}
 		if _, ok := sc.defs[name]; ok {
 			return ref
 		}
+		sc.types[name] = t
 		sc.defs[name] = nil // break cycles
 		props := map[string]any{}
 		var allOf []any
@@ -278,7 +299,7 @@ type stateDoc struct {
 }
 
 func (s *Server) openAPIDocument() map[string]any {
-	sc := &schemas{defs: map[string]any{}}
+	sc := &schemas{defs: map[string]any{}, types: map[string]reflect.Type{}}
 	problemRef := sc.ref(Problem{})
 	paths := map[string]map[string]any{}
 	for _, op := range s.operations() {
@@ -319,6 +340,7 @@ func (s *Server) openAPIDocument() map[string]any {
 		if op.auth != "" {
 			resp["401"] = map[string]any{"description": "no or bad token", "content": map[string]any{"application/problem+json": map[string]any{"schema": problemRef}}}
 		}
+		o["responses"] = resp
 		if paths[op.path] == nil {
 			paths[op.path] = map[string]any{}
 		}
