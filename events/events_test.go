@@ -61,6 +61,7 @@ func examples() []Payload {
 		Recorded[HinderingFactor]{hf}, Revised[HinderingFactor]{hf},
 		Recorded[Resource]{res}, Revised[Resource]{res},
 		Recorded[Expansion]{exp}, Revised[Expansion]{exp},
+		CycleClosed{Cycle: "imrf-2026", Note: "report submitted"}, CycleReopened{Cycle: "imrf-2026", Note: "late correction"},
 		RecordSubmitted{Note: "ready"}, RecordPublished{Note: "approved"}, RecordWithdrawn{Reason: "duplicate"},
 		QuestionnaireAnswered{Cycle: 2018, Channel: ChannelQuestionnaire, Answers: Answers{Channel: ChannelQuestionnaire,
 			SubmittedOn: mustDate("2018-11-09"), Position: &pos, AgendaItem: "yes", ActionPlan: &QActionPlan{Status: "already_done"},

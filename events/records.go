@@ -236,3 +236,30 @@ type MilestoneProgressed struct {
 
 // EventType implements Payload.
 func (MilestoneProgressed) EventType() string { return "action_plan.milestone_progressed" }
+
+// Review cycles are facts of no single ISCM: they live under SystemTenant
+// in one aggregate.
+const (
+	KindReviewCycles = "review_cycles"
+	// ReviewCyclesID is the id of the one review-cycles aggregate.
+	ReviewCyclesID = "all"
+)
+
+// CycleClosed: IOM closed a review cycle; records dated in its period can no
+// longer change until it is reopened.
+type CycleClosed struct {
+	Cycle string `json:"cycle"` // regional-2024, imrf-2026
+	Note  string `json:"note,omitempty"`
+}
+
+// EventType implements Payload.
+func (CycleClosed) EventType() string { return "review_cycle.closed" }
+
+// CycleReopened: IOM reopened a closed review cycle.
+type CycleReopened struct {
+	Cycle string `json:"cycle"`
+	Note  string `json:"note,omitempty"`
+}
+
+// EventType implements Payload.
+func (CycleReopened) EventType() string { return "review_cycle.reopened" }

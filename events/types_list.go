@@ -38,6 +38,9 @@ func definitions() []definition {
 		{payload: RecordWithdrawn{}, version: 1},
 
 		{payload: QuestionnaireAnswered{}, version: 1},
+
+		{payload: CycleClosed{}, version: 1},
+		{payload: CycleReopened{}, version: 1},
 	}
 }
 

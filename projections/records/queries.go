@@ -438,3 +438,113 @@ FROM records.records WHERE `+visible+` AND iscm = $3 AND status <> 'withdrawn'`,
 	}
 	return s, nil
 }
+
+// CycleState is whether IOM closed a review cycle.
+type CycleState struct {
+	ID        string     `json:"id"`
+	Closed    bool       `json:"closed"`
+	Note      string     `json:"note,omitempty"`
+	ChangedAt *time.Time `json:"changed_at,omitempty"`
+}
+
+// Cycles returns the review cycles that were ever closed, by id.
+func (q *Queries) Cycles(ctx context.Context) (map[string]CycleState, error) {
+	rows, err := q.pool.Query(ctx, `SELECT id, closed, note, changed_at FROM records.cycles`)
+	if err != nil {
+		return nil, fmt.Errorf("cycles: %w", err)
+	}
+	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CycleState, error) {
+		var c CycleState
+		var at time.Time
+		err := row.Scan(&c.ID, &c.Closed, &c.Note, &at)
+		c.ChangedAt = &at
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cycles: %w", err)
+	}
+	out := map[string]CycleState{}
+	for _, c := range cs {
+		out[c.ID] = c
+	}
+	return out, nil
+}
+
+// FeedItem is the latest public change of one record.
+type FeedItem struct {
+	ISCM        string          `json:"iscm"`
+	Kind        string          `json:"kind"`
+	ID          string          `json:"id"`
+	Position    uint64          `json:"position"`
+	Change      string          `json:"change"` // published, updated, withdrawn
+	Title       string          `json:"title"`
+	Record      json.RawMessage `json:"record,omitempty"`
+	Source      Source          `json:"source"`
+	Objectives  []int           `json:"objectives"`
+	PublishedAt *time.Time      `json:"published_at"`
+	ChangedAt   time.Time       `json:"changed_at"`
+}
+
+// FeedFilter narrows the feed.
+type FeedFilter struct {
+	ISCM   string
+	Kind   string
+	Cursor string // from a previous page: items after it
+	Limit  int
+}
+
+const feedSQL = `
+SELECT iscm, kind, id, position, change, title, record, source, coalesce(questionnaire, ''), cycle, coalesce(channel, ''),
+       objectives, published_at, changed_at
+FROM records.feed
+WHERE ($1 = 0 OR (position, iscm || '/' || kind || '/' || id) > ($1, $2))
+  AND ($3 = '' OR iscm = $3) AND ($4 = '' OR kind = $4)
+ORDER BY position, iscm || '/' || kind || '/' || id
+LIMIT $5`
+
+// Feed returns the public changes after the cursor, oldest first: a
+// consumer that follows next cursors sees every publication, correction and
+// withdrawal once, in stream order.
+func (q *Queries) Feed(ctx context.Context, f FeedFilter) (Page[FeedItem], error) {
+	pos, key, err := decodeCursor(f.Cursor)
+	if err != nil {
+		return Page[FeedItem]{}, err
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > MaxLimit {
+		limit = 50
+	}
+	rows, err := q.pool.Query(ctx, feedSQL, pos, key, f.ISCM, f.Kind, limit)
+	if err != nil {
+		return Page[FeedItem]{}, fmt.Errorf("feed: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (FeedItem, error) {
+		var it FeedItem
+		var p int64
+		err := row.Scan(&it.ISCM, &it.Kind, &it.ID, &p, &it.Change, &it.Title, &it.Record, &it.Source.Type,
+			&it.Source.Questionnaire, &it.Source.Cycle, &it.Source.Channel, &it.Objectives, &it.PublishedAt, &it.ChangedAt)
+		it.Position = uint64(p)
+		return it, err
+	})
+	if err != nil {
+		return Page[FeedItem]{}, fmt.Errorf("feed: %w", err)
+	}
+	page := Page[FeedItem]{Items: orEmptyItems(items)}
+	// The next cursor is the last item's key, even on a short page: a
+	// consumer polls from there and sees only what changes later.
+	switch {
+	case len(items) > 0:
+		last := items[len(items)-1]
+		page.NextCursor = encodeCursor(int64(last.Position), last.ISCM+"/"+last.Kind+"/"+last.ID)
+	default:
+		page.NextCursor = f.Cursor
+	}
+	return page, nil
+}
+
+func orEmptyItems(s []FeedItem) []FeedItem {
+	if s == nil {
+		return []FeedItem{}
+	}
+	return s
+}

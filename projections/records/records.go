@@ -98,6 +98,37 @@ CREATE TABLE history (
 CREATE INDEX history_record ON history (iscm, kind, id, position);
 CREATE INDEX history_timeline ON history (iscm, position DESC);
 
+-- The public feed: one row per record that is or was published, at the
+-- position of its last public change, so a consumer polling by position
+-- sees every publication, correction and withdrawal once.
+CREATE TABLE feed (
+    iscm          text NOT NULL,
+    kind          text NOT NULL,
+    id            text NOT NULL,
+    position      bigint NOT NULL,
+    change        text NOT NULL,
+    title         text NOT NULL,
+    record        jsonb,
+    source        text NOT NULL,
+    questionnaire text,
+    cycle         integer,
+    channel       text,
+    objectives    integer[] NOT NULL,
+    published_at  timestamptz,
+    changed_at    timestamptz NOT NULL,
+    PRIMARY KEY (iscm, kind, id)
+);
+CREATE INDEX feed_position ON feed (position, iscm, kind, id);
+
+CREATE TABLE cycles (
+    id         text PRIMARY KEY,
+    closed     boolean NOT NULL,
+    note       text NOT NULL,
+    changed_at timestamptz NOT NULL,
+    changed_by text NOT NULL,
+    position   bigint NOT NULL
+);
+
 CREATE TABLE questionnaires (
     iscm             text NOT NULL,
     cycle            integer NOT NULL,
@@ -121,57 +152,58 @@ func (Projection) Setup(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// cols are the columns a record's content is searched by.
-type cols struct {
-	title, subkind, category string
-	from, to                 events.Date
-	objectives, principles   []int
-	themes, states           []string
+// Cols are the columns a record's content is searched and reported by.
+type Cols struct {
+	Title, Subkind, Category string
+	From, To                 events.Date
+	Objectives, Principles   []int
+	Themes, States           []string
 }
 
-func columns(c events.Content) cols {
-	var k cols
+// Columns extracts a record's searchable columns from its content.
+func Columns(c events.Content) Cols {
+	var k Cols
 	switch r := c.(type) {
 	case events.Position:
-		k.subkind = r.Status
+		k.Subkind = r.Status
 		if r.Document != nil {
-			k.title = r.Document.Title
+			k.Title = r.Document.Title
 		}
 		if r.Meeting != nil {
-			k.from = r.Meeting.Date
-			if k.title == "" {
-				k.title = r.Meeting.Title
+			k.From = r.Meeting.Date
+			if k.Title == "" {
+				k.Title = r.Meeting.Title
 			}
 		}
-		k.objectives, k.principles, k.themes = r.Objectives, r.Principles, r.Themes
+		k.Objectives, k.Principles, k.Themes = r.Objectives, r.Principles, r.Themes
 	case events.AgendaItem:
-		k.title, k.subkind, k.from, k.objectives = r.Meeting.Title, r.Standing, r.Meeting.Date, r.Objectives
+		k.Title, k.Subkind, k.From, k.Objectives = r.Meeting.Title, r.Standing, r.Meeting.Date, r.Objectives
 	case events.Stocktaking:
-		k.subkind, k.from = r.Status, r.PlannedFor
+		k.Subkind, k.From = r.Status, r.PlannedFor
 		if r.Document != nil {
-			k.title = r.Document.Title
+			k.Title = r.Document.Title
 		}
 	case events.ActionPlan:
-		k.title, k.subkind, k.from, k.to, k.objectives = r.Title, r.Status, r.PeriodFrom, r.PeriodTo, r.Objectives
+		k.Title, k.Subkind, k.From, k.To, k.Objectives = r.Title, r.Status, r.PeriodFrom, r.PeriodTo, r.Objectives
 	case events.Activity:
-		k.title, k.subkind, k.category, k.from, k.to = r.Title, r.Kind, r.Form, r.StartDate, r.EndDate
-		k.objectives, k.principles, k.states = r.Objectives, r.Principles, r.States
+		k.Title, k.Subkind, k.Category, k.From, k.To = r.Title, r.Kind, r.Form, r.StartDate, r.EndDate
+		k.Objectives, k.Principles, k.States = r.Objectives, r.Principles, r.States
 	case events.Partnership:
-		k.title, k.category, k.from, k.to = r.Partner, r.Category, r.Since, r.Until
+		k.Title, k.Category, k.From, k.To = r.Partner, r.Category, r.Since, r.Until
 	case events.Submission:
-		k.title, k.subkind, k.from = r.Title, r.Forum, r.Date
+		k.Title, k.Subkind, k.From = r.Title, r.Forum, r.Date
 	case events.HinderingFactor:
-		k.title, k.subkind = r.Description, r.Factor
+		k.Title, k.Subkind = r.Description, r.Factor
 	case events.Resource:
-		k.title, k.subkind = r.Description, r.Kind
+		k.Title, k.Subkind = r.Description, r.Kind
 	case events.Expansion:
-		k.title, k.subkind = r.Entity, r.Modality
+		k.Title, k.Subkind = r.Entity, r.Modality
 	}
-	if k.to.IsZero() {
-		k.to = k.from
+	if k.To.IsZero() {
+		k.To = k.From
 	}
-	k.objectives, k.principles = nonNil(k.objectives), nonNil(k.principles)
-	k.themes, k.states = nonNil(k.themes), nonNil(k.states)
+	k.Objectives, k.Principles = nonNil(k.Objectives), nonNil(k.Principles)
+	k.Themes, k.States = nonNil(k.Themes), nonNil(k.States)
 	return k
 }
 
@@ -234,6 +266,10 @@ ON CONFLICT (iscm, cycle, channel) DO UPDATE SET
     status = CASE WHEN questionnaires.status = 'draft' AND NOT EXCLUDED.draft THEN 'submitted' ELSE questionnaires.status END,
     draft = EXCLUDED.draft, answers = EXCLUDED.answers, submitted_on = EXCLUDED.submitted_on, version = EXCLUDED.version,
     updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by`
+	cycleSQL = `
+INSERT INTO cycles (id, closed, note, changed_at, changed_by, position) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET closed = EXCLUDED.closed, note = EXCLUDED.note, changed_at = EXCLUDED.changed_at,
+    changed_by = EXCLUDED.changed_by, position = EXCLUDED.position`
 	dropDerivedSQL = `DELETE FROM records WHERE iscm = $1 AND questionnaire = $2 AND NOT (id = ANY($3))`
 	// Derived records take the questionnaire's status; a re-submission keeps
 	// a part's id and first position.
@@ -258,6 +294,43 @@ UPDATE records SET status = $3, version = $4, updated_position = $4, updated_at 
 WHERE iscm = $1 AND questionnaire = $2`
 )
 
+// Feed upkeep: after an event, a record that is published now enters or
+// updates the feed; one that was published and no longer is becomes a
+// withdrawal.
+const (
+	feedUpsertSQL = `
+INSERT INTO feed (iscm, kind, id, position, change, title, record, source, questionnaire, cycle, channel, objectives, published_at, changed_at)
+SELECT r.iscm, r.kind, r.id, $1, 'published', r.title, r.content, r.source, r.questionnaire, r.cycle, r.channel, r.objectives, r.published_at, r.updated_at
+FROM records r WHERE r.iscm = $2 AND r.status = 'published' AND %s
+ON CONFLICT (iscm, kind, id) DO UPDATE SET position = EXCLUDED.position,
+    change = CASE WHEN feed.change = 'withdrawn' THEN 'published' ELSE 'updated' END,
+    title = EXCLUDED.title, record = EXCLUDED.record, objectives = EXCLUDED.objectives,
+    published_at = EXCLUDED.published_at, changed_at = EXCLUDED.changed_at`
+	feedTombstoneSQL = `
+UPDATE feed f SET change = 'withdrawn', record = NULL, position = $1, changed_at = $3
+WHERE f.iscm = $2 AND f.change <> 'withdrawn' AND %s
+  AND NOT EXISTS (SELECT 1 FROM records r WHERE r.iscm = f.iscm AND r.kind = f.kind AND r.id = f.id AND r.status = 'published')`
+)
+
+var (
+	feedUpsertRecord        = fmt.Sprintf(feedUpsertSQL, "r.kind = $3 AND r.id = $4")
+	feedUpsertQuestionnaire = fmt.Sprintf(feedUpsertSQL, "r.questionnaire = $3")
+	feedTombRecord          = fmt.Sprintf(feedTombstoneSQL, "f.kind = $4 AND f.id = $5")
+	feedTombQuestionnaire   = fmt.Sprintf(feedTombstoneSQL, "f.questionnaire = $4")
+)
+
+// syncFeed queues the feed upkeep for the records an event touched.
+func syncFeed(b *pgx.Batch, ev engine.Event) {
+	pos := int64(ev.Position)
+	if ev.AggregateKind == events.KindQuestionnaire {
+		b.Queue(feedTombQuestionnaire, pos, ev.ISCM, ev.RecordedAt, ev.AggregateID)
+		b.Queue(feedUpsertQuestionnaire, pos, ev.ISCM, ev.AggregateID)
+		return
+	}
+	b.Queue(feedTombRecord, pos, ev.ISCM, ev.RecordedAt, ev.AggregateKind, ev.AggregateID)
+	b.Queue(feedUpsertRecord, pos, ev.ISCM, ev.AggregateKind, ev.AggregateID)
+}
+
 // Apply implements engine.Projection. Statements are pipelined in one
 // round trip; they run in order, so later statements see earlier ones.
 func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) error {
@@ -265,6 +338,9 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) er
 	for _, ev := range batch {
 		if err := queue(b, ev); err != nil {
 			return err
+		}
+		if ev.Type != "record.submitted" && !strings.HasSuffix(ev.Type, ".recorded") && ev.ISCM != events.SystemTenant {
+			syncFeed(b, ev)
 		}
 	}
 	return tx.SendBatch(ctx, b).Close()
@@ -282,20 +358,24 @@ func queue(b *pgx.Batch, ev engine.Event) error {
 		if err != nil {
 			return fmt.Errorf("records: encode content: %w", err)
 		}
-		k := columns(c)
+		k := Columns(c)
 		if strings.HasSuffix(ev.Type, ".recorded") {
 			b.Queue(insertRecordSQL, ev.ISCM, ev.AggregateKind, ev.AggregateID, events.StatusDraft, "manual", nil, nil, nil,
-				k.title, k.subkind, k.category, dateArg(k.from), dateArg(k.to), k.objectives, k.principles, k.themes, k.states,
+				k.Title, k.Subkind, k.Category, dateArg(k.From), dateArg(k.To), k.Objectives, k.Principles, k.Themes, k.States,
 				body, pos, at, ev.Actor)
 			hist("recorded", body)
 		} else {
-			b.Queue(reviseRecordSQL, ev.ISCM, ev.AggregateKind, ev.AggregateID, k.title, k.subkind, k.category,
-				dateArg(k.from), dateArg(k.to), k.objectives, k.principles, k.themes, k.states, body, pos, at, ev.Actor)
+			b.Queue(reviseRecordSQL, ev.ISCM, ev.AggregateKind, ev.AggregateID, k.Title, k.Subkind, k.Category,
+				dateArg(k.From), dateArg(k.To), k.Objectives, k.Principles, k.Themes, k.States, body, pos, at, ev.Actor)
 			hist("revised", body)
 		}
 		return nil
 	}
 	switch p := ev.Payload.(type) {
+	case events.CycleClosed:
+		b.Queue(cycleSQL, p.Cycle, true, p.Note, at, ev.Actor, pos)
+	case events.CycleReopened:
+		b.Queue(cycleSQL, p.Cycle, false, p.Note, at, ev.Actor, pos)
 	case events.RecordSubmitted:
 		transition(b, ev, events.StatusSubmitted)
 		hist(note("submitted", p.Note), nil)
@@ -327,9 +407,9 @@ func queue(b *pgx.Batch, ev engine.Event) error {
 			if err != nil {
 				return fmt.Errorf("records: encode derived record: %w", err)
 			}
-			k := columns(d.Content)
-			b.Queue(insertDerivedSQL, ev.ISCM, d.Content.RecordKind(), ids[i], k.title, k.subkind, k.category,
-				dateArg(k.from), dateArg(k.to), k.objectives, k.principles, k.themes, k.states, body, pos, at, ev.Actor, ev.AggregateID)
+			k := Columns(d.Content)
+			b.Queue(insertDerivedSQL, ev.ISCM, d.Content.RecordKind(), ids[i], k.Title, k.Subkind, k.Category,
+				dateArg(k.From), dateArg(k.To), k.Objectives, k.Principles, k.Themes, k.States, body, pos, at, ev.Actor, ev.AggregateID)
 		}
 		summary := "answered"
 		if p.Draft {

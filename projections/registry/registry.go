@@ -57,6 +57,16 @@ CREATE TABLE memberships (
     PRIMARY KEY (iscm, state)
 );
 CREATE INDEX memberships_state ON memberships (state) WHERE active;
+-- Every change of membership, for reports as of a past position.
+CREATE TABLE membership_history (
+    position bigint NOT NULL,
+    iscm     text NOT NULL,
+    state    text NOT NULL,
+    status   text NOT NULL,
+    active   boolean NOT NULL,
+    PRIMARY KEY (position)
+);
+CREATE INDEX membership_history_key ON membership_history (iscm, state, position);
 `
 
 // Setup implements engine.Projection.
@@ -77,6 +87,10 @@ VALUES ($1, $2, $3, $4, NULL, true, $5)
 ON CONFLICT (iscm, state) DO UPDATE SET status = EXCLUDED.status, since = EXCLUDED.since, until = NULL, active = true, position = EXCLUDED.position`
 	statusSQL = `UPDATE memberships SET status = $3, position = $4 WHERE iscm = $1 AND state = $2`
 	leaveSQL  = `UPDATE memberships SET active = false, until = $3, position = $4 WHERE iscm = $1 AND state = $2`
+	historySQL = `
+INSERT INTO membership_history (position, iscm, state, status, active)
+SELECT $1, iscm, state, status, active FROM memberships WHERE iscm = $2 AND state = $3
+ON CONFLICT (position) DO NOTHING`
 )
 
 // Apply implements engine.Projection. The batch's statements are pipelined
@@ -90,10 +104,13 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) er
 			b.Queue(insertISCMSQL, p.Slug, p.Name, p.ShortName, p.Kind, p.Region, pos, ev.RecordedAt)
 		case events.MemberJoined:
 			b.Queue(joinSQL, ev.ISCM, p.State, p.Status, dateArg(p.Since), pos)
+			b.Queue(historySQL, pos, ev.ISCM, p.State)
 		case events.MemberStatusChanged:
 			b.Queue(statusSQL, ev.ISCM, p.State, p.Status, pos)
+			b.Queue(historySQL, pos, ev.ISCM, p.State)
 		case events.MemberLeft:
 			b.Queue(leaveSQL, ev.ISCM, p.State, dateArg(p.Until), pos)
+			b.Queue(historySQL, pos, ev.ISCM, p.State)
 		default:
 			return fmt.Errorf("registry: unexpected event %s", ev.Type)
 		}

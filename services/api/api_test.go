@@ -23,6 +23,7 @@ import (
 	"gcmtrack/projections/migrations"
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/projections/reports"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
@@ -102,6 +103,7 @@ func newStack(t *testing.T) *stack {
 	}
 	s := New(Deps{Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(pool),
 		Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(pool),
+		Reports: reports.NewStore(pool), Store: store,
 		Pool: pool, Gatherer: reg, Registerer: reg})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

@@ -11,6 +11,7 @@ import (
 	"gcmtrack/events"
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/projections/reports"
 	"gcmtrack/services/command"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
@@ -45,6 +46,7 @@ type operation struct {
 	status                     int
 	resp                       any // a value of the response's type; nil for no body
 	errors                     []int
+	media                      string // the success media type when not application/json
 }
 
 type schemas struct {
@@ -137,20 +139,20 @@ func (sc *schemas) of(t reflect.Type) map[string]any {
 		if i := strings.Index(name, "["); i >= 0 { // Page[T]: named after its items
 			name = name[:i] + "Of" + t.Field(0).Type.Elem().Name()
 		}
-		if name == "" { // an anonymous {items: […]} wrapper
-			name = "ListOf" + t.Field(0).Type.Elem().Name()
-		}
+		anonymous := name == ""
 		if other, ok := sc.types[name]; ok && other != t {
 			// Two packages name a type alike (catalog.ISCM, registry.ISCM).
 			pkg := t.PkgPath()[strings.LastIndex(t.PkgPath(), "/")+1:]
 			name = strings.ToUpper(pkg[:1]) + pkg[1:] + name
 		}
 		ref := map[string]any{"$ref": "#/components/schemas/" + name}
-		if _, ok := sc.defs[name]; ok {
+		if _, ok := sc.defs[name]; ok && !anonymous {
 			return ref
 		}
-		sc.types[name] = t
-		sc.defs[name] = nil // break cycles
+		if !anonymous {
+			sc.types[name] = t
+			sc.defs[name] = nil // break cycles
+		}
 		props := map[string]any{}
 		var allOf []any
 		en := enums()
@@ -188,6 +190,9 @@ func (sc *schemas) of(t reflect.Type) map[string]any {
 			def = map[string]any{"allOf": append(allOf, def)}
 		} else {
 			def["additionalProperties"] = false // unknown fields are refused
+		}
+		if anonymous { // inline: {items: […]} wrappers and the like
+			return def
 		}
 		sc.defs[name] = def
 		return ref
@@ -270,6 +275,9 @@ func (s *Server) operations() []operation {
 			ops = append(ops, operation{method: "POST", path: base + "/{id}/" + a, summary: strings.ToUpper(a[:1]) + a[1:] + " it", tag: tag, auth: auth, params: []map[string]any{slugParam, idParam, idemParam, ifMatchParam}, body: note{}, status: 200, resp: command.Result{}, errors: writeErrs})
 		}
 	}
+	if s.d.Reports != nil {
+		ops = append(ops, s.reportOperations()...)
+	}
 	q := "/v1/iscms/{slug}/questionnaires/{cycle}/{channel}"
 	ops = append(ops,
 		operation{method: "POST", path: "/v1/iscms/{slug}/action-plans/{id}/milestones/{milestone}/progress", summary: "Report progress on a milestone", tag: "action-plans", auth: "writer", params: []map[string]any{slugParam, idParam, pathParam("milestone", "milestone id"), idemParam, ifMatchParam}, body: records.Progress{}, status: 201, resp: command.Result{}, errors: writeErrs},
@@ -325,10 +333,17 @@ func (s *Server) openAPIDocument() map[string]any {
 		}
 		resp := map[string]any{}
 		ok := map[string]any{"description": http.StatusText(op.status)}
-		if op.path == "/metrics" {
+		media := op.media
+		if media == "" {
+			media = "application/json"
+		}
+		switch {
+		case op.path == "/metrics":
 			ok["content"] = map[string]any{"text/plain": map[string]any{}}
-		} else if op.resp != nil {
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": sc.ref(op.resp)}}
+		case op.resp != nil:
+			ok["content"] = map[string]any{media: map[string]any{"schema": sc.ref(op.resp)}}
+		case op.media != "":
+			ok["content"] = map[string]any{media: map[string]any{}}
 		}
 		resp[strconv.Itoa(op.status)] = ok
 		if op.method == "GET" && op.path != "/metrics" {
@@ -378,4 +393,37 @@ func operationID(op operation) string {
 		id += strings.ToUpper(p[:1]) + p[1:]
 	}
 	return id
+}
+
+var asOfParams = []map[string]any{
+	queryParam("as_of", "string", "a date YYYY-MM-DD: the report as the data stood at the end of that day (UTC)"),
+	queryParam("as_of_position", "integer", "a stream position: the report as the data stood then"),
+	minPosParam,
+}
+
+func (s *Server) reportOperations() []operation {
+	reportErrs := []int{400, 404, 409, 503}
+	with := func(ps ...map[string]any) []map[string]any { return append(ps, asOfParams...) }
+	feedParams := []map[string]any{queryParam("after", "string", "the cursor of next_url: items changed after it"),
+		queryParam("iscm", "string", "only this ISCM"), queryParam("kind", "string", "only this record type, e.g. activities"),
+		queryParam("limit", "integer", "1-200 (default 50)"), minPosParam}
+	return []operation{
+		{method: "GET", path: "/v1/reports/figures", summary: "The 2019 review's figures 2-5, 7 and 8, computed from a cycle's questionnaire answers; each count lists its ISCMs", tag: "reports", params: with(queryParam("cycle", "integer", "reporting year, e.g. 2018")), status: 200, resp: reports.Figures{}, errors: reportErrs},
+		{method: "GET", path: "/v1/reports/review", summary: "What a region's ISCMs recorded in a review cycle's period", tag: "reports", params: with(queryParam("cycle", "string", "imrf-2026, regional-2024, …"), queryParam("region", "string", "e.g. Americas; empty for all")), status: 200, resp: reports.Review{}, errors: reportErrs},
+		{method: "GET", path: "/v1/progress/objectives", summary: "The 23 objectives × ISCMs: position, action plan, activities; member States reached", tag: "progress", params: with(), status: 200, resp: reports.Objectives{}, errors: reportErrs},
+		{method: "GET", path: "/v1/progress/states", summary: "Per State: ISCM memberships (the review's Figure 1) and their engagement", tag: "progress", params: with(), status: 200, resp: reports.States{}, errors: reportErrs},
+		{method: "GET", path: "/v1/progress/states/{iso3}", summary: "One State's ISCMs and their engagement", tag: "progress", params: with(pathParam("iso3", "ISO 3166-1 alpha-3")), status: 200, resp: struct {
+			Position uint64 `json:"position"`
+			Scope    string `json:"scope"`
+			reports.StateProgress
+		}{}, errors: reportErrs},
+		{method: "GET", path: "/v1/progress/recommendations", summary: "Evidence toward the review's recommendations (a)-(j) per ISCM, graded none/some/strong by the rules given", tag: "progress", params: with(), status: 200, resp: reports.Recommendations{}, errors: reportErrs},
+		{method: "GET", path: "/v1/review-cycles", summary: "Regional reviews and IMRF cycles, and whether IOM closed them", tag: "reports", params: []map[string]any{minPosParam}, status: 200, resp: struct {
+			Items []cycleDoc `json:"items"`
+		}{}, errors: []int{503}},
+		{method: "POST", path: "/v1/review-cycles/{cycle}/close", summary: "Close a cycle: records dated in its period can no longer change (423)", tag: "reports", auth: "admin", params: []map[string]any{pathParam("cycle", "imrf-2026, regional-2024, …"), idemParam, ifMatchParam}, body: note{}, status: 200, resp: command.Result{}, errors: []int{400, 401, 403, 404, 409, 412, 503}},
+		{method: "POST", path: "/v1/review-cycles/{cycle}/reopen", summary: "Reopen a closed cycle", tag: "reports", auth: "admin", params: []map[string]any{pathParam("cycle", "imrf-2026, regional-2024, …"), idemParam, ifMatchParam}, body: note{}, status: 200, resp: command.Result{}, errors: []int{400, 401, 403, 404, 409, 412, 503}},
+		{method: "GET", path: "/v1/feeds/published.json", summary: "JSON Feed 1.1 of published records, oldest change first, keyset-paginated by position (next_url)", tag: "feeds", params: feedParams, status: 200, resp: jsonFeedDoc{}, errors: []int{400, 503}, media: "application/feed+json"},
+		{method: "GET", path: "/v1/feeds/published.atom", summary: "The same as Atom (RFC 4287)", tag: "feeds", params: feedParams, status: 200, errors: []int{400, 503}, media: "application/atom+xml"},
+	}
 }

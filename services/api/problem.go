@@ -61,6 +61,8 @@ func errProblem(err error) *Problem {
 		return p
 	case errors.Is(err, command.ErrNotFound):
 		return problem(http.StatusNotFound, "not-found", err.Error())
+	case errors.Is(err, command.ErrLocked):
+		return problem(http.StatusLocked, "cycle-closed", err.Error())
 	case errors.Is(err, command.ErrStateConflict):
 		return problem(http.StatusConflict, "state-conflict", err.Error())
 	case errors.Is(err, eventstore.ErrUnavailable):

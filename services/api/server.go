@@ -23,7 +23,9 @@ import (
 	"gcmtrack/events/catalog"
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/projections/reports"
 	"gcmtrack/services/auth"
+	"gcmtrack/services/eventstore"
 	"gcmtrack/services/idempotency"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
@@ -36,13 +38,16 @@ type Authenticator interface {
 
 // Deps are what the API needs. Pool is the read models' database.
 type Deps struct {
-	Catalog    *catalog.Catalog
-	Auth       Authenticator
-	Keys       *idempotency.Keys
-	Registry   *registry.Service
-	RegistryQ  *projregistry.Queries
-	Records    *records.Service
-	RecordsQ   *projrecords.Queries
+	Catalog   *catalog.Catalog
+	Auth      Authenticator
+	Keys      *idempotency.Keys
+	Registry  *registry.Service
+	RegistryQ *projregistry.Queries
+	Records   *records.Service
+	RecordsQ  *projrecords.Queries
+	Reports   *reports.Store
+	// Store is the event store, for reports as of a date.
+	Store      *eventstore.Store
 	Pool       *pgxpool.Pool
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -64,6 +69,8 @@ type Server struct {
 	docOnce sync.Once
 	doc     []byte
 	docErr  error
+
+	snaps snapshots
 }
 
 // New builds the API's handler.
@@ -94,6 +101,10 @@ func (s *Server) routes() {
 	s.handle("GET /v1/states/{iso3}", s.getState)
 	if s.d.Records != nil {
 		s.recordRoutes()
+	}
+	if s.d.Reports != nil {
+		s.reportRoutes()
+		s.feedRoutes()
 	}
 }
 

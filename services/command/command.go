@@ -48,6 +48,8 @@ var (
 	// ErrStateConflict: the command is not allowed in the aggregate's current
 	// state (already a member, not a member, publishing a withdrawn record).
 	ErrStateConflict = errors.New("not allowed in the current state")
+	// ErrLocked: the record is dated in a closed review cycle.
+	ErrLocked = errors.New("locked by a closed review cycle")
 )
 
 // PreconditionError: the client's If-Match is not the aggregate's version.

@@ -278,3 +278,37 @@ func Decode(msg jetstream.Msg) (events.Record, error) {
 	}
 	return events.Record{Position: md.Sequence.Stream, Subject: msg.Subject(), Envelope: env}, nil
 }
+
+// PositionAt is the position of the last event stored at or before t (0 if
+// none): JetStream stamps every message at commit, in position order, so a
+// binary search over positions finds it in a few reads.
+func (s *Store) PositionAt(ctx context.Context, t time.Time) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq
+	if hi == 0 || info.State.LastTime.IsZero() {
+		return 0, nil
+	}
+	if !info.State.LastTime.After(t) {
+		return hi, nil
+	}
+	if info.State.FirstTime.After(t) {
+		return 0, nil
+	}
+	// Invariant: the message at lo is at or before t; the one at hi after.
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		m, err := s.stream.GetMsg(ctx, mid)
+		if err != nil {
+			return 0, fmt.Errorf("position at %s: %w", t.Format(time.RFC3339), err)
+		}
+		if m.Time.After(t) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return lo, nil
+}

@@ -26,6 +26,7 @@ type Service struct {
 	store    *eventstore.Store
 	cat      *catalog.Catalog
 	registry *registry.Service
+	cycles   cycles
 }
 
 // NewService returns the records' command handler.
@@ -44,6 +45,16 @@ type Record struct {
 	Answers    *events.QuestionnaireAnswered // questionnaires only
 	Milestones map[string]string             // action plans: milestone id -> progress
 	Version    uint64
+	// FirstRecorded is when the record was created.
+	FirstRecorded time.Time
+}
+
+// date is the date the record counts under in the review cycles.
+func (r Record) date() events.Date {
+	if r.Answers != nil {
+		return cycleDate(r.Answers.Cycle)
+	}
+	return dateOf(r.Content, r.FirstRecorded)
 }
 
 // Load folds a record's events.
@@ -63,6 +74,9 @@ func (s *Service) Load(ctx context.Context, iscm, kind, id string) (Record, erro
 			return Record{}, fmt.Errorf("load %s %s: %w", kind, id, err)
 		}
 		apply(&r, p)
+		if r.FirstRecorded.IsZero() {
+			r.FirstRecorded = rec.RecordedAt
+		}
 	}
 	return r, nil
 }
@@ -165,6 +179,9 @@ func (s *Service) Create(ctx context.Context, iscm string, c events.Content, m c
 	if err := chk.ps.Err(); err != nil {
 		return command.Result{}, err
 	}
+	if err := s.checkOpen(ctx, dateOf(c, time.Time{})); err != nil {
+		return command.Result{}, err
+	}
 	kind := c.RecordKind()
 	id := newID(m)
 	if Singleton(kind) {
@@ -195,6 +212,9 @@ func (s *Service) Revise(ctx context.Context, iscm, kind, id string, c events.Co
 	chk := checker{cat: s.cat, members: members}
 	chk.content("", c)
 	if err := chk.ps.Err(); err != nil {
+		return command.Result{}, err
+	}
+	if err := s.checkOpen(ctx, r.date(), dateOf(c, r.FirstRecorded)); err != nil {
 		return command.Result{}, err
 	}
 	return command.Append(ctx, s.store, m, iscm, kind, id, events.NewRevised(c), occurred(c), r.Version)
@@ -256,6 +276,9 @@ func (s *Service) Transition(ctx context.Context, iscm, kind, id, action, note s
 	if !okFrom {
 		return command.Result{}, fmt.Errorf("%w: cannot %s a %s record (allowed from: %v)", command.ErrStateConflict, action, r.Status, from)
 	}
+	if err := s.checkOpen(ctx, r.date()); err != nil {
+		return command.Result{}, err
+	}
 	var p events.Payload
 	switch action {
 	case ActionSubmit:
@@ -304,6 +327,9 @@ func (s *Service) ReportProgress(ctx context.Context, iscm, id, milestone string
 	if _, ok := r.Milestones[milestone]; !ok {
 		return command.Result{}, fmt.Errorf("%w: the action plan has no milestone %q", command.ErrNotFound, milestone)
 	}
+	if err := s.checkOpen(ctx, r.date()); err != nil {
+		return command.Result{}, err
+	}
 	return command.Append(ctx, s.store, m, iscm, events.KindActionPlan, id,
 		events.MilestoneProgressed{MilestoneID: milestone, Progress: in.Progress, On: on, Note: in.Note}, on.Time(), r.Version)
 }
@@ -332,6 +358,9 @@ func (s *Service) Answer(ctx context.Context, iscm string, cycle int, channel st
 	}
 	if r.Status == events.StatusWithdrawn {
 		return command.Result{}, fmt.Errorf("%w: these answers were withdrawn and can no longer change", command.ErrStateConflict)
+	}
+	if err := s.checkOpen(ctx, cycleDate(cycle)); err != nil {
+		return command.Result{}, err
 	}
 	if draft && r.Exists && r.Status != events.StatusDraft {
 		return command.Result{}, fmt.Errorf("%w: the answers are %s; a draft can no longer replace them", command.ErrStateConflict, r.Status)

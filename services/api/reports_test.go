@@ -1,0 +1,395 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// answer stores and publishes one answer set.
+func (s *stack) answer(t *testing.T, iscm string, cycle int, channel, body string) uint64 {
+	t.Helper()
+	path := fmt.Sprintf("/v1/iscms/%s/questionnaires/%d/%s", iscm, cycle, channel)
+	s.mustOK(t, s.do(t, "PUT", path, s.admin, body, nil), 200)
+	w := s.mustOK(t, s.do(t, "POST", path+"/publish", s.admin, "", nil), 200)
+	return uint64(w["position"].(float64))
+}
+
+func slugs(c any) string {
+	var out []string
+	for _, x := range c.(map[string]any)["iscms"].([]any) {
+		out = append(out, x.(string))
+	}
+	sort.Strings(out)
+	return fmt.Sprintf("%d %s", int(c.(map[string]any)["count"].(float64)), strings.Join(out, ","))
+}
+
+func TestFiguresFromAFixture(t *testing.T) {
+	s := newStack(t)
+	s.answer(t, "puebla-process", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"yes","themes":["T2"],"objectives":[1,2]},"agenda_item":"yes","action_plan":{"status":"already_done"},"capacity_building":[{"title":"a","form":"training_workshop"},{"title":"b","form":"technical_secretariat"}],"partnerships":[{"partner":"IOM","category":"igo"}]}`)
+	s.answer(t, "cmc", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"no","plans_refinement":true},"agenda_item":"planned","action_plan":{"status":"already_done"},"capacity_building":[{"title":"c","form":"awareness_raising"}]}`)
+	s.answer(t, "igc", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"no"},"agenda_item":"no","action_plan":{"status":"not_known"}}`)
+	s.answer(t, "sacm", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"yes","themes":["T4"],"objectives":[1]},"agenda_item":"yes","action_plan":{"status":"not_known"},"partnerships":[{"partner":"Puebla Process","category":"iscm"},{"partner":"ILO","category":"igo"}]}`)
+	s.answer(t, "sacm", 2018, "interview", `{"channel":"interview","capacity_building":[{"title":"d","form":"online_meeting"}],"partnerships":[{"partner":"ICRC","category":"ngo_civil_society"}]}`)
+	pos := s.answer(t, "pafom", 2018, "interview", `{"channel":"interview","position":{"status":"yes","objectives":[23]},"partnerships":[{"partner":"UNECA","category":"un_regional_commission"}]}`)
+	// Another cycle does not count.
+	s.answer(t, "rabat-process", 2022, "questionnaire", `{"channel":"questionnaire","position":{"status":"yes"}}`)
+
+	f := s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/reports/figures?cycle=2018&min_position=%d", pos), "", "", nil), 200)
+	get := func(path string) any {
+		var v any = f
+		for _, k := range strings.Split(path, ".") {
+			v = v.(map[string]any)[k]
+		}
+		return v
+	}
+	for path, want := range map[string]string{
+		"respondents.questionnaire": "4 cmc,igc,puebla-process,sacm",
+		"respondents.interview":     "2 pafom,sacm",
+		"respondents.all":           "5 cmc,igc,pafom,puebla-process,sacm",
+		"figure_2.yes":              "2 puebla-process,sacm",
+		"figure_2.no":               "2 cmc,igc",
+		"figure_2.in_process":       "0 ",
+		"figure_2.without_position_planning_refinement": "1 cmc",
+		"figure_4.by_answer.yes.with_position":          "2 puebla-process,sacm",
+		"figure_4.by_answer.yes.without_position":       "0 ",
+		"figure_4.by_answer.planned.without_position":   "1 cmc",
+		"figure_4.by_answer.no.total":                   "1 igc",
+		"figure_5.already_have_one":                     "2 cmc,puebla-process",
+		"figure_5.by_answer.not_known":                  "2 igc,sacm",
+		"figure_8.with_partnerships":                    "3 pafom,puebla-process,sacm",
+	} {
+		if got := slugs(get(path)); got != want {
+			t.Errorf("%s = %s, want %s", path, got, want)
+		}
+	}
+	if n := get("figure_8.respondents").(float64); n != 5 {
+		t.Errorf("figure_8.respondents = %v, want 5", n)
+	}
+	cats := map[string]string{}
+	for _, c := range get("figure_8.by_category").([]any) {
+		cats[c.(map[string]any)["category"].(string)] = slugs(c)
+	}
+	for cat, want := range map[string]string{"igo": "2 puebla-process,sacm", "iscm": "1 sacm", "ngo_civil_society": "1 sacm", "un_regional_commission": "1 pafom", "academia": "0 "} {
+		if cats[cat] != want {
+			t.Errorf("figure 8 %s = %s, want %s", cat, cats[cat], want)
+		}
+	}
+	forms := map[string]string{}
+	for _, c := range get("figure_7.by_form").([]any) {
+		forms[c.(map[string]any)["form"].(string)] = slugs(c)
+	}
+	if len(forms) != 4 || forms["online_meeting"] != "1 sacm" || forms["training_workshop"] != "1 puebla-process" {
+		t.Errorf("figure 7 = %v", forms)
+	}
+	objs := map[string]string{}
+	for _, o := range get("figure_3.objectives").([]any) {
+		objs[o.(map[string]any)["id"].(string)] = slugs(o)
+	}
+	if objs["1"] != "2 puebla-process,sacm" || objs["23"] != "1 pafom" || len(objs) != 3 {
+		t.Errorf("figure 3 objectives = %v", objs)
+	}
+
+	// A re-submission changes the figures.
+	p2 := "/v1/iscms/igc/questionnaires/2018/questionnaire"
+	w := s.mustOK(t, s.do(t, "PUT", p2, s.admin, `{"channel":"questionnaire","position":{"status":"yes"},"agenda_item":"yes"}`, nil), 200)
+	f = s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/reports/figures?cycle=2018&min_position=%d", uint64(w["position"].(float64))), "", "", nil), 200)
+	if got := slugs(get("figure_2.yes")); got != "3 igc,puebla-process,sacm" {
+		t.Errorf("after re-submission figure_2.yes = %s", got)
+	}
+	// Unpublished answers count for IOM only.
+	s.mustOK(t, s.do(t, "PUT", "/v1/iscms/midsa/questionnaires/2018/questionnaire", s.admin, `{"channel":"questionnaire","position":{"status":"in_process"}}`, nil), 200)
+	pub := s.mustOK(t, s.do(t, "GET", "/v1/reports/figures?cycle=2018&min_position="+fmt.Sprint(s.last(t)), "", "", nil), 200)
+	iom := s.mustOK(t, s.do(t, "GET", "/v1/reports/figures?cycle=2018", s.monitor, "", nil), 200)
+	if slugs(pub["figure_2"].(map[string]any)["in_process"]) != "0 " || slugs(iom["figure_2"].(map[string]any)["in_process"]) != "1 midsa" {
+		t.Errorf("scope: public %v, IOM %v", pub["figure_2"], iom["figure_2"])
+	}
+	// 304 on a repeated poll.
+	r := s.do(t, "GET", "/v1/reports/figures?cycle=2018", "", "", nil)
+	if nm := s.do(t, "GET", "/v1/reports/figures?cycle=2018", "", "", map[string]string{"If-None-Match": r.Header.Get("ETag")}); nm.Status != 304 {
+		t.Errorf("repeated poll: %d, want 304", nm.Status)
+	}
+}
+
+func TestAsOfEqualsTheLiveAnswerAtThatPosition(t *testing.T) {
+	s := newStack(t)
+	reportsAt := func(q string) map[string]string {
+		out := map[string]string{}
+		for _, p := range []string{"/v1/reports/figures?cycle=2018", "/v1/progress/objectives", "/v1/progress/states", "/v1/progress/recommendations", "/v1/reports/review?cycle=regional-2020&region=Americas", "/v1/progress/states/MEX"} {
+			sep := "?"
+			if strings.Contains(p, "?") {
+				sep = "&"
+			}
+			r := s.do(t, "GET", p+sep+strings.TrimLeft(q, "&?"), s.monitor, "", nil)
+			if r.Status != 200 {
+				t.Fatalf("%s%s: %d %s", p, q, r.Status, r.Body)
+			}
+			out[p] = string(r.Body)
+		}
+		return out
+	}
+	live := map[uint64]map[string]string{}
+	step := func(method, path, body string) {
+		w := s.mustOK(t, s.do(t, method, path, s.admin, body, nil), map[string]int{"PUT": 200, "POST": 201}[method])
+		pos := uint64(w["position"].(float64))
+		live[pos] = reportsAt(fmt.Sprintf("&min_position=%d", pos))
+	}
+	step("POST", "/v1/iscms/puebla-process/members", `{"state":"MEX"}`)
+	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"yes","objectives":[1,2]},"agenda_item":"yes","action_plan":{"status":"yes"}}`)
+	step("POST", "/v1/iscms/puebla-process/activities", `{"kind":"capacity_building","title":"w","start_date":"2019-05-01","objectives":[3],"states":["MEX"]}`)
+	step("POST", "/v1/iscms/sacm/members", `{"state":"MEX","status":"observer"}`)
+	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`)
+	step("POST", "/v1/iscms/puebla-process/partnerships", `{"partner":"ECLAC","category":"un_regional_commission"}`)
+	for pos, want := range live {
+		got := reportsAt(fmt.Sprintf("&as_of_position=%d", pos))
+		for p := range want {
+			if got[p] != want[p] {
+				t.Errorf("%s as of %d differs from the live answer then:\n as_of: %s\n  live: %s", p, pos, got[p], want[p])
+			}
+		}
+	}
+	// as_of a date: today includes everything, long ago nothing.
+	today := time.Now().UTC().Format(time.DateOnly)
+	all := s.mustOK(t, s.do(t, "GET", "/v1/progress/states?as_of="+today, s.monitor, "", nil), 200)
+	if all["position"].(float64) != float64(s.last(t)) {
+		t.Errorf("as_of today is at position %v, want %d", all["position"], s.last(t))
+	}
+	none := s.mustOK(t, s.do(t, "GET", "/v1/progress/states?as_of=2000-01-01", s.monitor, "", nil), 200)
+	if none["position"].(float64) != 0 || len(none["items"].([]any)) != 0 {
+		t.Errorf("as_of 2000 = %v", none)
+	}
+	if r := s.do(t, "GET", "/v1/progress/states?as_of_position=999999", s.monitor, "", nil); r.Status != 409 {
+		t.Errorf("as_of_position beyond the read models: %d", r.Status)
+	}
+}
+
+func TestProgressViews(t *testing.T) {
+	s := newStack(t)
+	for _, m := range []string{`{"state":"MEX"}`, `{"state":"GTM"}`, `{"state":"USA","status":"observer"}`} {
+		s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/members", s.admin, m, nil), 201)
+	}
+	s.mustOK(t, s.do(t, "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG"}`, nil), 201)
+	s.mustOK(t, s.do(t, "POST", "/v1/iscms/ocam/members", s.admin, `{"state":"MEX"}`, nil), 201)
+	pos := s.answer(t, "puebla-process", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"yes","objectives":[1,23]},"agenda_item":"yes","action_plan":{"status":"already_done"},"capacity_building":[{"title":"x","form":"training_workshop"}],"partnerships":[{"partner":"a","category":"igo"},{"partner":"b","category":"iscm"},{"partner":"c","category":"academia"}],"submissions":[{"forum":"imrf","title":"t"}],"resources":[{"kind":"human","description":"d"}]}`)
+	q := fmt.Sprintf("?min_position=%d", pos)
+	o := s.mustOK(t, s.do(t, "GET", "/v1/progress/objectives"+q, "", "", nil), 200)
+	items := o["items"].([]any)
+	if len(items) != 23 {
+		t.Fatalf("%d objectives", len(items))
+	}
+	one := items[0].(map[string]any)
+	if slugs(one["position"]) != "1 puebla-process" || one["member_states"].(float64) != 2 {
+		t.Errorf("objective 1 = %v (want puebla-process via its position and its 2 member States)", one)
+	}
+	st := s.mustOK(t, s.do(t, "GET", "/v1/progress/states/MEX"+q, "", "", nil), 200)
+	if st["iscm_count"].(float64) != 2 || st["with_formal_position"].(float64) != 1 || st["with_standard_agenda_item"].(float64) != 1 || st["with_action_plan"].(float64) != 1 {
+		t.Errorf("MEX = %v", st)
+	}
+	all := s.mustOK(t, s.do(t, "GET", "/v1/progress/states"+q, "", "", nil), 200)
+	if first := all["items"].([]any)[0].(map[string]any); first["state"] != "MEX" || len(all["items"].([]any)) != 4 {
+		t.Errorf("states = %v", all["items"])
+	}
+	rec := s.mustOK(t, s.do(t, "GET", "/v1/progress/recommendations"+q, "", "", nil), 200)
+	var puebla map[string]string
+	for _, x := range rec["iscms"].([]any) {
+		m := x.(map[string]any)
+		if m["iscm"] == "puebla-process" {
+			puebla = map[string]string{}
+			for _, it := range m["items"].([]any) {
+				e := it.(map[string]any)
+				puebla[e["recommendation"].(string)] = e["status"].(string)
+			}
+		}
+	}
+	want := map[string]string{"a": "strong", "b": "some", "c": "none", "d": "none", "e": "some", "f": "some", "g": "none", "h": "strong", "i": "strong", "j": "strong"}
+	for k, v := range want {
+		if puebla[k] != v {
+			t.Errorf("recommendation %s for puebla-process: %s, want %s (rule: %v)", k, puebla[k], v, rec["rules"].(map[string]any)[k])
+		}
+	}
+	rv := s.mustOK(t, s.do(t, "GET", "/v1/reports/review?cycle=regional-2020&region=Americas", "", "", nil), 200)
+	var names []string
+	for _, x := range rv["iscms"].([]any) {
+		names = append(names, x.(map[string]any)["iscm"].(string))
+	}
+	if !strings.Contains(strings.Join(names, ","), "puebla-process") || !strings.Contains(strings.Join(names, ","), "eu-celac") || strings.Contains(strings.Join(names, ","), "colombo-process") {
+		t.Errorf("Americas review covers %v", names)
+	}
+	if r := s.do(t, "GET", "/v1/reports/review?cycle=imrf-2023", "", "", nil); r.Status != 400 {
+		t.Errorf("imrf-2023: %d", r.Status)
+	}
+}
+
+func TestClosedCycleRefusesEdits(t *testing.T) {
+	s := newStack(t)
+	w := s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/activities", s.secret2, `{"kind":"data_exchange","title":"x","start_date":"2025-05-01"}`, nil), 201)
+	id, v := w["id"].(string), w["version"].(float64)
+	if r := s.do(t, "POST", "/v1/review-cycles/imrf-2026/close", s.secret2, "", nil); r.Status != 403 {
+		t.Fatalf("secretariat closing a cycle: %d", r.Status)
+	}
+	s.mustOK(t, s.do(t, "POST", "/v1/review-cycles/imrf-2026/close", s.admin, `{"note":"report submitted"}`, nil), 200)
+	before := s.last(t)
+	for _, c := range []struct{ method, path, body string }{
+		{"PUT", "/v1/iscms/puebla-process/activities/" + id, `{"kind":"data_exchange","title":"y","start_date":"2025-05-01"}`},
+		{"PUT", "/v1/iscms/puebla-process/activities/" + id, `{"kind":"data_exchange","title":"y","start_date":"2018-05-01"}`},
+		{"POST", "/v1/iscms/puebla-process/activities/" + id + "/submit", ""},
+		{"POST", "/v1/iscms/puebla-process/activities", `{"kind":"data_exchange","title":"z","start_date":"2024-02-01"}`},
+		{"PUT", "/v1/iscms/puebla-process/questionnaires/2026/questionnaire", `{"channel":"questionnaire"}`},
+	} {
+		var h map[string]string
+		if strings.Contains(c.path, "/activities/") {
+			h = map[string]string{"If-Match": fmt.Sprintf(`"%d"`, int(v))}
+		}
+		r := s.do(t, c.method, c.path, s.admin, c.body, h)
+		if r.Status != 423 || !strings.Contains(string(r.Body), "imrf-2026") {
+			t.Errorf("%s %s in a closed cycle: %d %s", c.method, c.path, r.Status, r.Body)
+		}
+	}
+	if s.last(t) != before {
+		t.Fatal("a refused edit appended an event")
+	}
+	s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/activities", s.secret2, `{"kind":"data_exchange","title":"older","start_date":"2018-02-01"}`, nil), 201)
+	if r := s.do(t, "POST", "/v1/review-cycles/imrf-2026/close", s.admin, "", nil); r.Status != 409 {
+		t.Errorf("closing twice: %d", r.Status)
+	}
+	s.mustOK(t, s.do(t, "POST", "/v1/review-cycles/imrf-2026/reopen", s.admin, "", nil), 200)
+	s.mustOK(t, s.do(t, "PUT", "/v1/iscms/puebla-process/activities/"+id, s.secret2, `{"kind":"data_exchange","title":"y","start_date":"2025-05-01"}`, map[string]string{"If-Match": fmt.Sprintf(`"%d"`, int(v))}), 200)
+	l := s.mustOK(t, s.do(t, "GET", "/v1/review-cycles?min_position="+fmt.Sprint(s.last(t)), "", "", nil), 200)
+	for _, c := range l["items"].([]any) {
+		m := c.(map[string]any)
+		if m["id"] == "imrf-2026" && m["closed"] != false {
+			t.Errorf("imrf-2026 after reopening = %v", m)
+		}
+	}
+}
+
+func feedIDs(t *testing.T, s *stack, path string) (map[string][]string, string) {
+	t.Helper()
+	out := map[string][]string{}
+	r := s.mustOK(t, s.do(t, "GET", path, "", "", nil), 200)
+	for _, it := range r["items"].([]any) {
+		m := it.(map[string]any)
+		out[m["id"].(string)] = append(out[m["id"].(string)], m["_gcm"].(map[string]any)["change"].(string))
+	}
+	return out, r["next_url"].(string)
+}
+
+func TestFeedsShowOnlyPublishedRecords(t *testing.T) {
+	s := newStack(t)
+	mk := func(title string) string {
+		w := s.mustOK(t, s.do(t, "POST", "/v1/iscms/cmc/resources", s.admin, `{"kind":"human","description":"`+title+`"}`, nil), 201)
+		return w["id"].(string)
+	}
+	base := "/v1/iscms/cmc/resources/"
+	draft := mk("draft")
+	submitted := mk("submitted")
+	s.mustOK(t, s.do(t, "POST", base+submitted+"/submit", s.admin, "", nil), 200)
+	published := mk("published")
+	s.mustOK(t, s.do(t, "POST", base+published+"/submit", s.admin, "", nil), 200)
+	s.mustOK(t, s.do(t, "POST", base+published+"/publish", s.admin, "", nil), 200)
+	withdrawnDraft := mk("withdrawn draft")
+	s.mustOK(t, s.do(t, "POST", base+withdrawnDraft+"/withdraw", s.admin, "", nil), 200)
+	retracted := mk("published then withdrawn")
+	s.mustOK(t, s.do(t, "POST", base+retracted+"/submit", s.admin, "", nil), 200)
+	s.mustOK(t, s.do(t, "POST", base+retracted+"/publish", s.admin, "", nil), 200)
+	w := s.mustOK(t, s.do(t, "POST", base+retracted+"/withdraw", s.admin, "", nil), 200)
+	pos := uint64(w["position"].(float64))
+
+	ids, _ := feedIDs(t, s, fmt.Sprintf("/v1/feeds/published.json?min_position=%d", pos))
+	key := func(id string) string { return "gcmtrack:cmc/resource/" + id }
+	if len(ids) != 2 || ids[key(published)][0] != "published" || ids[key(retracted)][0] != "withdrawn" {
+		t.Fatalf("feed = %v", ids)
+	}
+	r := s.do(t, "GET", "/v1/feeds/published.json", "", "", nil)
+	// A withdrawal keeps the title that was public, not the content.
+	for _, secret := range []string{draft, submitted, withdrawnDraft, "draft\"", "submitted\"", "withdrawn draft", `"description":"published then withdrawn"`} {
+		if strings.Contains(string(r.Body), secret) {
+			t.Errorf("the JSON feed shows %q", secret)
+		}
+	}
+	if r.Header.Get("Content-Type") != "application/feed+json" {
+		t.Errorf("JSON feed Content-Type %q", r.Header.Get("Content-Type"))
+	}
+	a := s.do(t, "GET", "/v1/feeds/published.atom", "", "", nil)
+	if a.Status != 200 || !strings.Contains(string(a.Body), `<feed xmlns="http://www.w3.org/2005/Atom">`) || !strings.Contains(string(a.Body), published) {
+		t.Fatalf("atom: %d %s", a.Status, a.Body)
+	}
+	for _, secret := range []string{draft, submitted, withdrawnDraft} {
+		if strings.Contains(string(a.Body), secret) {
+			t.Errorf("the Atom feed shows %q", secret)
+		}
+	}
+}
+
+func TestFeedPolledDuringWritesYieldsEveryItemOnce(t *testing.T) {
+	s := newStack(t)
+	const n = 40
+	var wg sync.WaitGroup
+	published := make(chan string, n)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			iscm := []string{"cmc", "sacm", "igc", "midsa"}[w]
+			for i := range n / 4 {
+				r := s.do(t, "POST", "/v1/iscms/"+iscm+"/resources", s.admin, fmt.Sprintf(`{"kind":"human","description":"r%d"}`, i), nil)
+				if r.Status != 201 {
+					t.Errorf("create: %d %s", r.Status, r.Body)
+					return
+				}
+				var res map[string]any
+				_ = json.Unmarshal(r.Body, &res)
+				id := res["id"].(string)
+				for _, a := range []string{"submit", "publish"} {
+					if r := s.do(t, "POST", "/v1/iscms/"+iscm+"/resources/"+id+"/"+a, s.admin, "", nil); r.Status != 200 {
+						t.Errorf("%s: %d %s", a, r.Status, r.Body)
+						return
+					}
+				}
+				published <- "gcmtrack:" + iscm + "/resource/" + id
+			}
+		}()
+	}
+	seen := map[string]int{}
+	next := "/v1/feeds/published.json?limit=7"
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	finished := false
+	for !finished || len(seen) < n {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saw %d of %d items before the deadline", len(seen), n)
+		}
+		ids, nu := feedIDs(t, s, next)
+		for id, changes := range ids {
+			seen[id] += len(changes)
+		}
+		u, err := url.Parse(nu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = u.RequestURI()
+		if len(ids) == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(published)
+	for id := range published {
+		if seen[id] != 1 {
+			t.Errorf("%s seen %d times, want once", id, seen[id])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("feed yielded %d items, want %d", len(seen), n)
+	}
+}
