@@ -273,7 +273,11 @@ func (e *Engine) watchLag(ctx context.Context) {
 			e.cfg.Metrics.lastSeq.Store(info.State.LastSeq)
 			e.mu.Lock()
 			for _, r := range e.runners {
-				r.reportLag()
+				// A standby knows no position of its own: only the leader
+				// reports the build's lag.
+				if r.state.Load() != runnerWaiting {
+					r.reportLag()
+				}
 			}
 			e.mu.Unlock()
 		}

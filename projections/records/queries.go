@@ -548,3 +548,56 @@ func orEmptyItems(s []FeedItem) []FeedItem {
 	}
 	return s
 }
+
+// ExportColumns are the columns of a records export, in order.
+var ExportColumns = []string{"iscm", "kind", "id", "status", "source", "questionnaire", "cycle", "channel", "title",
+	"subkind", "category", "date_from", "date_to", "objectives", "principles", "themes", "states",
+	"created_at", "updated_at", "published_at", "record"}
+
+const exportSQL = `
+SELECT iscm, kind, id, status, source, coalesce(questionnaire, ''), coalesce(cycle::text, ''), coalesce(channel, ''), title,
+       subkind, category, coalesce(to_char(date_from, 'YYYY-MM-DD'), ''), coalesce(to_char(date_to, 'YYYY-MM-DD'), ''),
+       array_to_string(objectives, ' '), array_to_string(principles, ' '), array_to_string(themes, ' '), array_to_string(states, ' '),
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       coalesce(to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), ''), content::text
+FROM records.records
+WHERE ` + visible + `
+  AND ($3 = '' OR iscm = $3)
+  AND ($4 = '' OR kind = $4)
+  AND ($5 = 0 OR objectives @> ARRAY[$5::int])
+  AND ($6 = 0 OR principles @> ARRAY[$6::int])
+  AND ($7 = '' OR themes @> ARRAY[$7::text])
+  AND ($8 = '' OR subkind = $8)
+  AND ($9 = '' OR category = $9)
+  AND ($10 = '' OR status = $10)
+  AND ($11 = '' OR source = $11)
+  AND ($12 = '' OR states @> ARRAY[$12::text])
+  AND ($13::date IS NULL OR coalesce(date_to, date_from) >= $13::date)
+  AND ($14::date IS NULL OR date_from <= $14::date)
+ORDER BY created_position, id`
+
+// Export streams every matching record as a row of ExportColumns, oldest
+// first, without holding them in memory: rows go to fn as PostgreSQL sends
+// them.
+func (q *Queries) Export(ctx context.Context, vis Visibility, f Filter, fn func(row []string) error) error {
+	rows, err := q.pool.Query(ctx, exportSQL, vis.All, vis.ISCM, f.ISCM, f.Kind, f.Objective, f.Principle, f.Theme,
+		f.Subkind, f.Category, f.Status, f.Source, f.State, f.From, f.To)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer rows.Close()
+	row := make([]string, len(ExportColumns))
+	ptrs := make([]any, len(row))
+	for i := range row {
+		ptrs[i] = &row[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

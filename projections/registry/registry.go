@@ -85,8 +85,8 @@ ON CONFLICT (slug) DO NOTHING`
 INSERT INTO memberships (iscm, state, status, since, until, active, position)
 VALUES ($1, $2, $3, $4, NULL, true, $5)
 ON CONFLICT (iscm, state) DO UPDATE SET status = EXCLUDED.status, since = EXCLUDED.since, until = NULL, active = true, position = EXCLUDED.position`
-	statusSQL = `UPDATE memberships SET status = $3, position = $4 WHERE iscm = $1 AND state = $2`
-	leaveSQL  = `UPDATE memberships SET active = false, until = $3, position = $4 WHERE iscm = $1 AND state = $2`
+	statusSQL  = `UPDATE memberships SET status = $3, position = $4 WHERE iscm = $1 AND state = $2`
+	leaveSQL   = `UPDATE memberships SET active = false, until = $3, position = $4 WHERE iscm = $1 AND state = $2`
 	historySQL = `
 INSERT INTO membership_history (position, iscm, state, status, active)
 SELECT $1, iscm, state, status, active FROM memberships WHERE iscm = $2 AND state = $3

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xuri/excelize/v2"
 )
 
 // answer stores and publishes one answer set.
@@ -391,5 +395,70 @@ func TestFeedPolledDuringWritesYieldsEveryItemOnce(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("feed yielded %d items, want %d", len(seen), n)
+	}
+}
+
+func TestExportsParseBack(t *testing.T) {
+	s := newStack(t)
+	for i := range 3 {
+		w := s.mustOK(t, s.do(t, "POST", "/v1/iscms/cmc/activities", s.admin, fmt.Sprintf(`{"kind":"awareness_raising","title":"Campaña %d — ünïcode","objectives":[3,17],"start_date":"2019-0%d-01"}`, i, i+1), nil), 201)
+		id := w["id"].(string)
+		s.mustOK(t, s.do(t, "POST", "/v1/iscms/cmc/activities/"+id+"/submit", s.admin, "", nil), 200)
+		if i < 2 {
+			s.mustOK(t, s.do(t, "POST", "/v1/iscms/cmc/activities/"+id+"/publish", s.admin, "", nil), 200)
+		}
+	}
+	pos := s.answer(t, "cmc", 2018, "questionnaire", `{"channel":"questionnaire","position":{"status":"no","plans_refinement":true},"agenda_item":"planned"}`)
+	q := fmt.Sprintf("min_position=%d", pos)
+
+	r := s.do(t, "GET", "/v1/exports/activities.csv?source=manual&"+q, "", "", nil)
+	if r.Status != 200 || r.Header.Get("Content-Type") != "text/csv; charset=utf-8" {
+		t.Fatalf("csv: %d %s", r.Status, r.Header)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(r.Body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0][0] != "iscm" || !strings.Contains(rows[1][8], "ünïcode") || rows[1][13] != "3 17" {
+		t.Fatalf("public CSV rows = %v", rows)
+	}
+	// IOM sees the submitted one too; a filter narrows.
+	r = s.do(t, "GET", "/v1/exports/activities.csv?source=manual&from=2019-01-15", s.monitor, "", nil)
+	rows, _ = csv.NewReader(bytes.NewReader(r.Body)).ReadAll()
+	if len(rows) != 3 {
+		t.Fatalf("filtered IOM CSV has %d rows, want header + 2", len(rows))
+	}
+
+	r = s.do(t, "GET", "/v1/exports/activities.xlsx?source=manual", s.monitor, "", nil)
+	x, err := excelize.OpenReader(bytes.NewReader(r.Body))
+	if err != nil {
+		t.Fatalf("xlsx: %v (%d)", err, r.Status)
+	}
+	xrows, err := x.GetRows("Sheet1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(xrows) != 4 || xrows[0][2] != "id" || xrows[3][3] != "submitted" {
+		t.Fatalf("xlsx rows = %v", xrows)
+	}
+
+	r = s.do(t, "GET", "/v1/exports/figures.csv?cycle=2018", "", "", nil)
+	rows, err = csv.NewReader(bytes.NewReader(r.Body)).ReadAll()
+	if err != nil || r.Status != 200 {
+		t.Fatalf("figures csv: %d %v", r.Status, err)
+	}
+	found := false
+	for _, row := range rows {
+		if row[1] == "figure_2" && row[2] == "without_position_planning_refinement" {
+			found = row[3] == "1" && row[4] == "cmc"
+		}
+	}
+	if !found {
+		t.Fatalf("figures CSV lacks figure 2's refining count: %v", rows)
+	}
+	for _, bad := range []string{"/v1/exports/activities.pdf", "/v1/exports/nothing.csv"} {
+		if r := s.do(t, "GET", bad, "", "", nil); r.Status != 404 {
+			t.Errorf("%s: %d", bad, r.Status)
+		}
 	}
 }

@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	if s.d.Reports != nil {
 		s.reportRoutes()
 		s.feedRoutes()
+		s.exportRoutes()
 	}
 }
 
