@@ -16,7 +16,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 VULNDB      := golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
 VULNDB_OUT  := $(HOME)/.cache/gcmtrack/vulndb-20261105
 
-.PHONY: all build run test test-only lint vet layering staticcheck vuln fmt postgres clean
+.PHONY: all build run demo test test-only lint vet layering staticcheck vuln fmt postgres clean
 
 all: build
 
@@ -26,6 +26,10 @@ build:
 ## run: build and start everything (embedded NATS + PostgreSQL) on 127.0.0.1:8080
 run: postgres build
 	./$(BIN) run
+
+## demo: like run, and load the demonstration data set (once)
+demo: postgres build
+	./$(BIN) run --demo
 
 ## test: tests (real NATS JetStream and PostgreSQL) + lint
 test: postgres test-only lint
@@ -56,6 +60,20 @@ $(VULNDB_OUT)/index/db.json:
 	@dir=$$($(GO) mod download -json $(VULNDB) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 	rm -rf $(VULNDB_OUT) && mkdir -p $(dir $(VULNDB_OUT)) && \
 	$(GO) run $(subst @,/cmd/indexdb@,$(VULNDB)) -vulns $$dir/data/osv -out $(VULNDB_OUT)
+
+## bench: measure the product against baselines measured in the same run
+## (BENCH_EVENTS=1000000 for full size, PROFILE=1 for CPU profiles in bin/bench/,
+## BENCH_FLAGS for more, e.g. BENCH_FLAGS="-only replay,memory")
+BENCH_EVENTS ?= 100000
+BENCH_REPS   ?= 3
+BENCH_FLAGS  ?=
+BENCH_OUT    := bin/bench
+
+.PHONY: bench
+bench: postgres build
+	$(GO) build -o bin/gcmbench ./bench/cmd/gcmbench
+	./bin/gcmbench -events $(BENCH_EVENTS) -reps $(BENCH_REPS) -gcmtrack $(BIN) \
+		-out $(BENCH_OUT)/latest.json $(if $(PROFILE),-profile $(BENCH_OUT)) $(BENCH_FLAGS)
 
 ## postgres: install PostgreSQL's server binaries when the machine has none
 postgres:

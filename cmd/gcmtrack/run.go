@@ -20,6 +20,7 @@ import (
 	"gcmtrack/projections/engine"
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/projections/reports"
 	"gcmtrack/services/api"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
@@ -38,6 +39,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfg.bind(fs)
+	demo := fs.Bool("demo", demoEnabled(), "load the demonstration data set at start, once (env GCM_DEMO)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,10 +85,17 @@ func cmdRun(ctx context.Context, args []string) error {
 			return fmt.Errorf("register catalog ISCMs: %w", err)
 		}
 		log.Info("catalog ISCMs registered", "new", n, "catalog", len(cat.ISCMs))
+		recSvc := records.NewService(store, cat, regSvc)
+		if *demo {
+			if _, err := loadDemo(ctx, regSvc, recSvc, cat, log); err != nil {
+				return fmt.Errorf("load demonstration data: %w", err)
+			}
+		}
 		tokens := auth.NewStore(p.pool)
 		handler = api.New(api.Deps{
 			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
-			Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(p.pool),
+			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
+			Reports: reports.NewStore(p.pool), Store: store,
 			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
 		})
 		if err := announceAdmin(ctx, cfg, tokens); err != nil {

@@ -7,6 +7,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -194,14 +195,72 @@ func (s *Store) Load(ctx context.Context, iscm, kind, id string) (History, error
 		return History{}, fmt.Errorf("load %s: %w", subject, err)
 	}
 	h := History{Version: last.Sequence}
-	err = s.read(ctx, []string{subject}, 1, last.Sequence, func(r events.Record) error {
-		h.Records = append(h.Records, r)
-		return nil
-	})
-	if err != nil {
-		return History{}, fmt.Errorf("load %s: %w", subject, err)
+	for from := uint64(1); from <= last.Sequence; {
+		recs, err := s.directBatch(ctx, subject, from, last.Sequence)
+		if err != nil {
+			return History{}, fmt.Errorf("load %s: %w", subject, err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		h.Records = append(h.Records, recs...)
+		from = recs[len(recs)-1].Position + 1
+	}
+	if n := len(h.Records); n == 0 || h.Records[n-1].Position != last.Sequence {
+		return History{}, fmt.Errorf("load %s: read stopped before version %d", subject, last.Sequence)
 	}
 	return h, nil
+}
+
+// directBatchSize is how many messages one direct read asks for.
+const directBatchSize = 1000
+
+// directBatch reads up to directBatchSize messages of one subject from
+// position from on, up to position to, with one batched direct get: no
+// consumer is created, so loading aggregates leaves nothing behind on the
+// server.
+func (s *Store) directBatch(ctx context.Context, subject string, from, to uint64) ([]events.Record, error) {
+	nc := s.js.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	req, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": subject, "batch": directBatchSize})
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+events.StreamName, inbox, req); err != nil {
+		return nil, err
+	}
+	var out []events.Record
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch st := msg.Header.Get("Status"); st {
+		case "":
+		case "204": // end of batch
+			return out, nil
+		case "404":
+			return out, nil
+		default:
+			return nil, fmt.Errorf("direct get: status %s %s", st, msg.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("direct get: sequence header %q", msg.Header.Get(jetstream.SequenceHeader))
+		}
+		env, err := events.Unmarshal(msg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("position %d: %w", seq, err)
+		}
+		out = append(out, events.Record{Position: seq, Subject: msg.Header.Get(jetstream.SubjectHeader), Envelope: env})
+		if seq >= to {
+			// Drain nothing more: the batch may hold later messages the
+			// caller did not ask for; the unsubscribe drops them.
+			return out, nil
+		}
+	}
 }
 
 // LastPosition is the stream's last sequence.
@@ -240,6 +299,15 @@ func (s *Store) read(ctx context.Context, subjects []string, from, to uint64, fn
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
+	defer func() {
+		// Ordered consumers outlive their reader on the server for their
+		// inactivity threshold; remove this one now.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if info := cons.CachedInfo(); info != nil {
+			_ = s.stream.DeleteConsumer(dctx, info.Name)
+		}
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)

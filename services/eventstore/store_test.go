@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -177,3 +178,35 @@ func TestLoadReturnsEventsInOrder(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func TestLoadsLeaveNoConsumersBehind(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	var v uint64
+	for i := range 1500 { // more than one direct batch
+		r, err := s.Append(ctx, joined(t, "big", fmt.Sprintf("S%02d", i%100)), v, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = r.Position
+	}
+	for range 50 {
+		h, err := s.Load(ctx, "big", events.KindISCM, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h.Records) != 1500 || h.Version != v {
+			t.Fatalf("loaded %d events at version %d, want 1500 at %d", len(h.Records), h.Version, v)
+		}
+	}
+	if err := s.ReadAll(ctx, 1, func(events.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Stream().Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left on the stream after loads", info.State.Consumers)
+	}
+}
