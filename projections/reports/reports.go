@@ -47,11 +47,11 @@ func (s set) add(k string) set {
 	return s
 }
 
-// current picks, per ISCM, the record of a kind that states where the ISCM
+// Current picks, per ISCM, the record of a kind that states where the ISCM
 // stands now: a hand-made one before one derived from answers, the most
 // recently changed first; withdrawn records and those out of scope do not
 // count.
-func (snap Snapshot) current(kind string, sc Scope) map[string]Record {
+func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	out := map[string]Record{}
 	for _, r := range snap.Records {
 		if r.Kind != kind || !sc.counts(r.Status) {
@@ -386,8 +386,8 @@ func ComputeObjectives(snap Snapshot, cat *catalog.Catalog, sc Scope) Objectives
 		}
 		return m
 	}
-	pos := via(snap.current(events.KindPosition, sc))
-	plan := via(snap.current(events.KindActionPlan, sc))
+	pos := via(snap.Current(events.KindPosition, sc))
+	plan := via(snap.Current(events.KindActionPlan, sc))
 	acts := map[int]set{}
 	for _, r := range snap.Records {
 		if r.Kind != events.KindActivity || !sc.counts(r.Status) {
@@ -458,9 +458,9 @@ type States struct {
 // ComputeStates lists every State with at least one ISCM membership (member
 // or observer), most memberships first.
 func ComputeStates(snap Snapshot, cat *catalog.Catalog, sc Scope, detail bool) States {
-	pos := snap.current(events.KindPosition, sc)
-	agenda := snap.current(events.KindAgendaItem, sc)
-	plan := snap.current(events.KindActionPlan, sc)
+	pos := snap.Current(events.KindPosition, sc)
+	agenda := snap.Current(events.KindAgendaItem, sc)
+	plan := snap.Current(events.KindActionPlan, sc)
 	by := map[string]*StateProgress{}
 	for _, m := range snap.Memberships {
 		sp := by[m.State]
@@ -548,17 +548,16 @@ func grade(n, some, strong int) string {
 // ComputeRecommendations grades each catalog ISCM's evidence.
 func ComputeRecommendations(snap Snapshot, cat *catalog.Catalog, sc Scope) Recommendations {
 	out := Recommendations{Position: snap.Position, Scope: sc.Name(), Recommendations: cat.Recommendations, Rules: RecommendationRules}
-	pos := snap.current(events.KindPosition, sc)
-	stock := snap.current(events.KindStocktaking, sc)
-	agenda := snap.current(events.KindAgendaItem, sc)
-	plan := snap.current(events.KindActionPlan, sc)
+	pos := snap.Current(events.KindPosition, sc)
+	stock := snap.Current(events.KindStocktaking, sc)
+	agenda := snap.Current(events.KindAgendaItem, sc)
+	plan := snap.Current(events.KindActionPlan, sc)
 	type tally struct {
 		activity    map[string]int
 		partnerCats map[string]int
 		resources   map[string]int
 		submissions int
 		toReview    int
-		milestones  int
 	}
 	t := map[string]*tally{}
 	get := func(iscm string) *tally {
@@ -688,7 +687,7 @@ type Review struct {
 // as "Americas - Europe".
 func ComputeReview(snap Snapshot, cat *catalog.Catalog, cy events.Cycle, region string, sc Scope) Review {
 	out := Review{Cycle: cy, Region: region, Position: snap.Position, Scope: sc.Name(), Totals: map[string]int{}}
-	pos := snap.current(events.KindPosition, sc)
+	pos := snap.Current(events.KindPosition, sc)
 	in := map[string]*ISCMReview{}
 	for _, i := range cat.ISCMs {
 		if region != "" && !strings.Contains(strings.ToLower(i.Region), strings.ToLower(region)) {
