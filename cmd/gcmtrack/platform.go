@@ -21,6 +21,7 @@ import (
 	"gcmtrack/deploy/embedded/pgcluster"
 	"gcmtrack/projections/migrations"
 	"gcmtrack/services/auth"
+	"gcmtrack/services/web"
 )
 
 // platform is the infrastructure one process runs on: a NATS connection and
@@ -100,7 +101,7 @@ func stopCluster(c *pgcluster.Cluster, log *slog.Logger) {
 
 // migrate applies every migration set the product has.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return migrations.Up(ctx, pool, migrations.Engine(), auth.Migrations())
+	return migrations.Up(ctx, pool, migrations.Engine(), auth.Migrations(), web.Migrations())
 }
 
 // endpoint is how other gcmtrack commands reach the embedded NATS server of
