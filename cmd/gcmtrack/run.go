@@ -28,6 +28,7 @@ import (
 	"gcmtrack/services/idempotency"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
+	"gcmtrack/services/web"
 )
 
 // projectionSet is every projection the product maintains.
@@ -92,12 +93,21 @@ func cmdRun(ctx context.Context, args []string) error {
 			}
 		}
 		tokens := auth.NewStore(p.pool)
-		handler = api.New(api.Deps{
+		apiHandler := api.New(api.Deps{
 			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
 			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
 			Reports: reports.NewStore(p.pool), Store: store,
 			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
 		})
+		pages, err := web.New(web.Deps{
+			Catalog: cat, Pool: p.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
+			RegistryQ: projregistry.NewQueries(p.pool), Reports: reports.NewStore(p.pool), PositionAt: store.PositionAt,
+			Logger: log.With("component", "web"),
+		})
+		if err != nil {
+			return err
+		}
+		handler = withPages(apiHandler, pages)
 		if err := announceAdmin(ctx, cfg, tokens); err != nil {
 			return err
 		}
@@ -186,4 +196,15 @@ func announceAdmin(ctx context.Context, cfg config, tokens *auth.Store) error {
 	}
 	fmt.Fprintf(os.Stderr, "Admin token (valid 24 h; `gcmtrack token create` issues more):\n\n    %s\n\n", secret)
 	return nil
+}
+
+// withPages serves the API's paths from the API and every other path from
+// the web pages.
+func withPages(apiHandler, pages http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range []string{"/v1/", "/openapi.json", "/metrics", "/healthz", "/readyz"} {
+		mux.Handle(p, apiHandler)
+	}
+	mux.Handle("/", pages)
+	return mux
 }
