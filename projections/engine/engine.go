@@ -171,7 +171,7 @@ func (e *Engine) startRunner(ctx context.Context, wg *sync.WaitGroup, p Projecti
 	if r, ok := e.runners[key]; ok {
 		return r
 	}
-	r := &runner{e: e, p: p, b: b, done: make(chan struct{})}
+	r := &runner{e: e, p: p, b: b, label: b.label(), done: make(chan struct{})}
 	e.runners[key] = r
 	wg.Add(1)
 	go func() {
@@ -306,6 +306,7 @@ type runner struct {
 	e        *Engine
 	p        Projection
 	b        build
+	label    string // the build's generation, for metrics; b changes as the runner goes
 	position atomic.Uint64
 	state    atomic.Int32
 	done     chan struct{}
@@ -318,5 +319,5 @@ func (r *runner) reportLag() {
 	if last > pos {
 		lag = float64(last - pos)
 	}
-	r.e.cfg.Metrics.lag.WithLabelValues(r.b.name, r.b.label()).Set(lag)
+	r.e.cfg.Metrics.lag.WithLabelValues(r.b.name, r.label).Set(lag)
 }

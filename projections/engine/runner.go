@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +27,7 @@ type item struct {
 // retired. It holds the build's advisory lock while it writes.
 func (r *runner) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
-	defer r.e.cfg.Metrics.lag.DeleteLabelValues(r.b.name, r.b.label())
+	defer r.e.cfg.Metrics.lag.DeleteLabelValues(r.b.name, r.label)
 	for ctx.Err() == nil {
 		err := r.lead(ctx)
 		switch {
@@ -94,7 +95,7 @@ func (r *runner) lead(ctx context.Context) error {
 	if _, err := r.e.lastPosition(ctx); err == nil {
 		r.reportLag()
 	}
-	r.e.cfg.Metrics.position.WithLabelValues(r.b.name, r.b.label()).Set(float64(pos))
+	r.e.cfg.Metrics.position.WithLabelValues(r.b.name, r.label).Set(float64(pos))
 	r.state.Store(runnerLeading)
 	defer r.state.CompareAndSwap(runnerLeading, runnerWaiting)
 	r.e.cfg.Logger.Info("projection runner leading", "projection", r.b.name, "generation", r.b.generation, "status", status, "position", pos)
@@ -213,6 +214,48 @@ func (r *runner) read(ctx context.Context, from uint64, out chan<- item) error {
 	}
 	defer it.Stop()
 	filter, _ := r.p.(Filter)
+	// Decoding JSON is the reader's main cost: two workers decode while a
+	// forwarder hands the items on in stream order.
+	type slot struct {
+		msg  jetstream.Msg
+		it   item
+		done chan struct{}
+	}
+	work := make(chan *slot, 512)
+	ordered := make(chan *slot, 512)
+	var wg sync.WaitGroup
+	for range decodeWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range work {
+				s.it = decodeItem(s.msg, filter)
+				close(s.done)
+			}
+		}()
+	}
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for s := range ordered {
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case out <- s.it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(work)
+		close(ordered)
+		wg.Wait()
+		<-forwarded
+	}()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -221,9 +264,18 @@ func (r *runner) read(ctx context.Context, from uint64, out chan<- item) error {
 			}
 			return err
 		}
-		out <- decodeItem(msg, filter)
+		s := &slot{msg: msg, done: make(chan struct{})}
+		select {
+		case ordered <- s:
+		case <-ctx.Done():
+			return nil
+		}
+		work <- s
 	}
 }
+
+// decodeWorkers decode stream messages in parallel for one runner.
+const decodeWorkers = 2
 
 func decodeItem(msg jetstream.Msg, filter Filter) item {
 	if filter != nil {
@@ -289,7 +341,7 @@ func (r *runner) applyBatch(ctx context.Context, conn *pgxpool.Conn, batch []ite
 	m.batchSize.WithLabelValues(r.b.name).Observe(float64(len(batch)))
 	m.applySeconds.WithLabelValues(r.b.name).Observe(time.Since(start).Seconds())
 	m.applied.WithLabelValues(r.b.name).Add(float64(len(batch)))
-	m.position.WithLabelValues(r.b.name, r.b.label()).Set(float64(to))
+	m.position.WithLabelValues(r.b.name, r.label).Set(float64(to))
 	r.reportLag()
 	return nil
 }

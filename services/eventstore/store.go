@@ -184,32 +184,43 @@ type History struct {
 
 // Load reads every event of one aggregate.
 func (s *Store) Load(ctx context.Context, iscm, kind, id string) (History, error) {
+	recs, v, err := s.LoadFrom(ctx, iscm, kind, id, 1)
+	return History{Records: recs, Version: v}, err
+}
+
+// LoadFrom reads an aggregate's events from position from on, and its
+// version: a caller that holds the aggregate as of an earlier version reads
+// only what came after.
+func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64) ([]events.Record, uint64, error) {
 	start := time.Now()
 	defer func() { s.metrics.loadSeconds.Observe(time.Since(start).Seconds()) }()
 	subject := events.Subject(iscm, kind, id)
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return History{}, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return History{}, fmt.Errorf("load %s: %w", subject, err)
+		return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 	}
-	h := History{Version: last.Sequence}
-	for from := uint64(1); from <= last.Sequence; {
+	var out []events.Record
+	if from > last.Sequence {
+		return nil, last.Sequence, nil
+	}
+	for from <= last.Sequence {
 		recs, err := s.directBatch(ctx, subject, from, last.Sequence)
 		if err != nil {
-			return History{}, fmt.Errorf("load %s: %w", subject, err)
+			return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 		}
 		if len(recs) == 0 {
 			break
 		}
-		h.Records = append(h.Records, recs...)
+		out = append(out, recs...)
 		from = recs[len(recs)-1].Position + 1
 	}
-	if n := len(h.Records); n == 0 || h.Records[n-1].Position != last.Sequence {
-		return History{}, fmt.Errorf("load %s: read stopped before version %d", subject, last.Sequence)
+	if n := len(out); n == 0 || out[n-1].Position != last.Sequence {
+		return nil, 0, fmt.Errorf("load %s: read stopped before version %d", subject, last.Sequence)
 	}
-	return h, nil
+	return out, last.Sequence, nil
 }
 
 // directBatchSize is how many messages one direct read asks for.
@@ -222,7 +233,11 @@ const directBatchSize = 1000
 func (s *Store) directBatch(ctx context.Context, subject string, from, to uint64) ([]events.Record, error) {
 	nc := s.js.Conn()
 	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	// A channel subscription sized for one batch and its end marker, so
+	// nothing is dropped; SubscribeSync would allocate its default
+	// 64k-message channel on every load.
+	ch := make(chan *nats.Msg, directBatchSize+2)
+	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, err
 	}
@@ -232,10 +247,19 @@ func (s *Store) directBatch(ctx context.Context, subject string, from, to uint64
 		return nil, err
 	}
 	var out []events.Record
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
 	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, err
+		var msg *nats.Msg
+		select {
+		case msg = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timeout.C:
+			return nil, fmt.Errorf("direct get: %w", ErrUnavailable)
+		}
+		if n, _ := sub.Dropped(); n > 0 {
+			return nil, fmt.Errorf("direct get: %d messages dropped", n)
 		}
 		switch st := msg.Header.Get("Status"); st {
 		case "":

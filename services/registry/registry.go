@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	"gcmtrack/events"
@@ -20,11 +21,18 @@ import (
 type Service struct {
 	store *eventstore.Store
 	cat   *catalog.Catalog
+
+	// cache holds each ISCM aggregate as last loaded. Every load checks
+	// the aggregate's version in the stream and reads only what is newer,
+	// so a command pays one direct read when nothing changed; the append's
+	// expected version still guards against a race.
+	mu    sync.Mutex
+	cache map[string]ISCM
 }
 
 // NewService returns the registry's command handler.
 func NewService(store *eventstore.Store, cat *catalog.Catalog) *Service {
-	return &Service{store: store, cat: cat}
+	return &Service{store: store, cat: cat, cache: map[string]ISCM{}}
 }
 
 // ISCM is the aggregate: what the registry's decisions depend on.
@@ -36,12 +44,27 @@ type ISCM struct {
 
 // Load folds an ISCM's events into its current state.
 func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
-	h, err := s.store.Load(ctx, slug, events.KindISCM, slug)
+	subject := events.Subject(slug, events.KindISCM, slug)
+	v, err := s.store.Version(ctx, subject)
 	if err != nil {
 		return ISCM{}, err
 	}
-	a := ISCM{Members: map[string]string{}, Version: h.Version}
-	for _, r := range h.Records {
+	s.mu.Lock()
+	cached, ok := s.cache[slug]
+	s.mu.Unlock()
+	if ok && cached.Version == v {
+		return cached.clone(), nil
+	}
+	a := ISCM{Members: map[string]string{}}
+	from := uint64(1)
+	if ok && cached.Version < v {
+		a, from = cached.clone(), cached.Version+1
+	}
+	recs, version, err := s.store.LoadFrom(ctx, slug, events.KindISCM, slug, from)
+	if err != nil {
+		return ISCM{}, err
+	}
+	for _, r := range recs {
 		p, err := events.Decode(r.Envelope)
 		if err != nil {
 			return ISCM{}, fmt.Errorf("load iscm %s: %w", slug, err)
@@ -57,7 +80,22 @@ func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
 			delete(a.Members, p.State)
 		}
 	}
+	a.Version = version
+	s.mu.Lock()
+	if cur, ok := s.cache[slug]; !ok || cur.Version < a.Version {
+		s.cache[slug] = a.clone()
+	}
+	s.mu.Unlock()
 	return a, nil
+}
+
+func (a ISCM) clone() ISCM {
+	m := make(map[string]string, len(a.Members))
+	for k, v := range a.Members {
+		m[k] = v
+	}
+	a.Members = m
+	return a
 }
 
 // RegisterCatalog registers every catalog ISCM not registered yet and
