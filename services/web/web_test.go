@@ -201,6 +201,12 @@ func TestPublicPagesRender(t *testing.T) {
 			t.Errorf("%s: not a page", p)
 		}
 	}
+	for _, p := range []string{"/figures.csv?cycle=2018", "/objectives.csv", "/states.csv", "/recommendations.csv"} {
+		st, body, h := b.get(p)
+		if st != 200 || h.Get("Content-Type") != "text/csv; charset=utf-8" || !strings.Contains(body, ",") {
+			t.Errorf("%s: %d %s", p, st, h.Get("Content-Type"))
+		}
+	}
 	if st, _, _ := b.get("/iscms/nope"); st != 404 {
 		t.Errorf("unknown ISCM page: %d", st)
 	}
