@@ -89,6 +89,35 @@ func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
 	return a, nil
 }
 
+// appendAndRemember appends an event decided on a and keeps the resulting
+// state in the cache, so the next command on the ISCM needs no reload.
+func (s *Service) appendAndRemember(ctx context.Context, m command.Meta, slug string, a ISCM, p events.Payload, occurred time.Time) (command.Result, error) {
+	res, err := command.Append(ctx, s.store, m, slug, events.KindISCM, slug, p, occurred, a.Version)
+	if err != nil {
+		return res, err
+	}
+	next := a.clone()
+	switch p := p.(type) {
+	case events.MemberJoined:
+		next.Members[p.State] = p.Status
+	case events.MemberStatusChanged:
+		next.Members[p.State] = p.Status
+	case events.MemberLeft:
+		delete(next.Members, p.State)
+	}
+	// A retried append that JetStream found already stored has the
+	// original position, not a new one after a.Version: reload next time.
+	if res.Version > a.Version {
+		next.Version = res.Version
+		s.mu.Lock()
+		if cur, ok := s.cache[slug]; !ok || cur.Version < next.Version {
+			s.cache[slug] = next
+		}
+		s.mu.Unlock()
+	}
+	return res, nil
+}
+
 func (a ISCM) clone() ISCM {
 	m := make(map[string]string, len(a.Members))
 	for k, v := range a.Members {
@@ -186,7 +215,7 @@ func (s *Service) Join(ctx context.Context, slug string, in AddMember, m command
 	default:
 		p = events.MemberStatusChanged{State: in.State, Status: in.Status, Since: since}
 	}
-	return command.Append(ctx, s.store, m, slug, events.KindISCM, slug, p, since.Time(), a.Version)
+	return s.appendAndRemember(ctx, m, slug, a, p, since.Time())
 }
 
 // Leave records that a State stopped taking part in an ISCM.
@@ -214,7 +243,7 @@ func (s *Service) Leave(ctx context.Context, slug, state, until string, m comman
 	if _, ok := a.Members[state]; !ok {
 		return command.Result{}, fmt.Errorf("%w: %s is not a member or observer of %s", command.ErrStateConflict, state, slug)
 	}
-	return command.Append(ctx, s.store, m, slug, events.KindISCM, slug, events.MemberLeft{State: state, Until: u}, u.Time(), a.Version)
+	return s.appendAndRemember(ctx, m, slug, a, events.MemberLeft{State: state, Until: u}, u.Time())
 }
 
 func (s *Service) loadRegistered(ctx context.Context, slug string) (ISCM, error) {
