@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 
 	projrecords "gcmtrack/projections/records"
@@ -44,9 +45,14 @@ func (c caller) visibility() projrecords.Visibility {
 // path, under which the object is stored; a record of another ISCM is not
 // found there).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, act action, iscm string) (caller, error) {
-	id, ok, err := s.identity(r)
+	ex := exchangeOf(r)
+	s.authenticate(r, ex)
+	id, ok, err := ex.id, ex.authenticated, ex.authErr
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gcmtrack"`)
+		var p *Problem
+		if errors.As(err, &p) && p.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gcmtrack", error="invalid_token"`)
+		}
 		return caller{}, err
 	}
 	c := caller{Identity: id, authenticated: ok}

@@ -24,6 +24,7 @@ import (
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
+	"gcmtrack/services/audit"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
@@ -44,9 +45,14 @@ type stack struct {
 	secret2 string // a secretariat token of puebla-process
 	monitor string
 	api     *Server
+	deps    Deps
+	tokens  *auth.Store
+	audit   *audit.Log
 }
 
-func newStack(t *testing.T) *stack {
+// newStack builds the stack; opts adjust the API's dependencies before the
+// server is built.
+func newStack(t testing.TB, opts ...func(*Deps)) *stack {
 	t.Helper()
 	ctx := context.Background()
 	_, nc := testenv.NATS(t)
@@ -101,13 +107,20 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Deps{Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(pool),
+	auditLog := audit.Open(pool, audit.Config{Registerer: reg})
+	t.Cleanup(func() { _ = auditLog.Close(context.Background()) })
+	d := Deps{Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(pool),
 		Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(pool),
 		Reports: reports.NewStore(pool), Store: store,
-		Pool: pool, Gatherer: reg, Registerer: reg})
+		Pool: pool, Gatherer: reg, Registerer: reg, Audit: auditLog}
+	for _, o := range opts {
+		o(&d)
+	}
+	s := New(d)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &stack{srv: srv, store: store, admin: admin, secret: sec, secret2: sec2, monitor: mon, api: s}
+	return &stack{srv: srv, store: store, admin: admin, secret: sec, secret2: sec2, monitor: mon, api: s,
+		deps: d, tokens: tokens, audit: auditLog}
 }
 
 type response struct {
@@ -116,7 +129,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -125,7 +138,7 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
-func (s *stack) do(t *testing.T, method, path, token string, body string, hdr map[string]string) response {
+func (s *stack) do(t testing.TB, method, path, token string, body string, hdr map[string]string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -156,7 +169,7 @@ func (s *stack) do(t *testing.T, method, path, token string, body string, hdr ma
 	return response{Status: res.StatusCode, Header: res.Header, Body: b}
 }
 
-func (s *stack) last(t *testing.T) uint64 {
+func (s *stack) last(t testing.TB) uint64 {
 	t.Helper()
 	p, err := s.store.LastPosition(context.Background())
 	if err != nil {
@@ -262,7 +275,8 @@ func TestBadInputIsAProblemAndAppendsNothing(t *testing.T) {
 		detail                          string
 	}{
 		{"malformed JSON", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":`, nil, 400, "malformed JSON"},
-		{"unknown field", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG","iscm":"other"}`, nil, 400, `unknown field "iscm"`},
+		{"unknown field", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG","colour":"blue"}`, nil, 400, `unknown field "colour"`},
+		{"server-owned field", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG","iscm":"other"}`, nil, 400, `field "iscm" is set by the server`},
 		{"two values", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG"}{"state":"BRA"}`, nil, 400, "after the JSON object"},
 		{"wrong type", "POST", "/v1/iscms/sacm/members", s.admin, `{"state":12}`, nil, 400, `field "state"`},
 		{"unknown ISCM", "POST", "/v1/iscms/no-such-iscm/members", s.admin, `{"state":"ARG"}`, nil, 404, "no-such-iscm"},

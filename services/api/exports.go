@@ -129,7 +129,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		// Headers are gone; all that is left is to stop and log.
-		s.d.Logger.Error("export failed midway", "export", name, "err", err)
+		s.d.Logger.ErrorContext(r.Context(), "export failed midway", "export", name, "err", err)
 	}
 	return nil
 }

@@ -42,6 +42,9 @@ func baseURL(r *http.Request) string {
 func (s *Server) feedPage(w http.ResponseWriter, r *http.Request) (projrecords.Page[projrecords.FeedItem], projrecords.FeedFilter, error) {
 	q := r.URL.Query()
 	f := projrecords.FeedFilter{ISCM: q.Get("iscm"), Cursor: q.Get("after")}
+	if err := checkCursor("after", f.Cursor); err != nil {
+		return projrecords.Page[projrecords.FeedItem]{}, f, err
+	}
 	if k := q.Get("kind"); k != "" {
 		found := false
 		for _, rt := range recordTypes {

@@ -12,6 +12,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	commands *prometheus.HistogramVec
 	waits    *prometheus.HistogramVec
+	limited  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +32,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gcm_min_position_wait_seconds", Help: "Time a read waited for the projections to reach min_position.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}, []string{"outcome"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gcm_http_rate_limited_total", Help: "Requests refused with 429 because their caller exceeded a rate limit.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.commands, m.waits)
+		reg.MustRegister(m.requests, m.duration, m.commands, m.waits, m.limited)
 	}
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
+	"gcmtrack/services/audit"
 	"gcmtrack/services/command"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
@@ -250,6 +251,16 @@ func (s *Server) operations() []operation {
 		{method: "DELETE", path: "/v1/iscms/{slug}/members/{state}", summary: "A State leaves the ISCM", tag: "registry", auth: "admin", params: []map[string]any{slugParam, pathParam("state", "ISO 3166-1 alpha-3"), queryParam("until", "string", "date YYYY-MM-DD"), idemParam, ifMatchParam}, status: 200, resp: command.Result{}, errors: writeErrs},
 		{method: "GET", path: "/v1/states/{iso3}", summary: "The ISCMs a State takes part in", tag: "registry", params: []map[string]any{pathParam("iso3", "ISO 3166-1 alpha-3"), minPosParam}, status: 200, resp: stateDoc{}, errors: []int{404, 503}},
 	}
+	if s.d.Audit != nil {
+		ops = append(ops, operation{method: "GET", path: "/v1/audit", summary: "The audit log, newest first: every write and every refused request, with who, what and how it ended", tag: "audit", auth: "admin",
+			params: []map[string]any{
+				queryParam("actor", "string", "a token id, a token name, or anonymous"),
+				queryParam("status", "string", "a status class such as 4xx, or a status such as 403"),
+				queryParam("outcome", "string", "ok, refused or error"),
+				queryParam("route", "string", "a route pattern, such as POST /v1/iscms/{slug}/members"),
+				queryParam("cursor", "string", "next_cursor of the previous page"), queryParam("limit", "integer", "page size, 1-200 (default 50)"),
+			}, status: 200, resp: audit.Page{}, errors: []int{400, 403}})
+	}
 	if s.d.Records == nil {
 		return ops
 	}
@@ -349,7 +360,11 @@ func (s *Server) openAPIDocument() map[string]any {
 		if op.method == "GET" && op.path != "/metrics" {
 			resp["304"] = map[string]any{"description": "Not Modified (If-None-Match matched the ETag)"}
 		}
-		for _, e := range op.errors {
+		errs := append([]int{http.StatusBadRequest}, op.errors...) // any route: a path or query of unprintable bytes
+		if !unlimitedRoutes[op.method+" "+op.path] {
+			errs = append(errs, http.StatusTooManyRequests)
+		}
+		for _, e := range errs {
 			resp[strconv.Itoa(e)] = map[string]any{"description": http.StatusText(e), "content": map[string]any{"application/problem+json": map[string]any{"schema": problemRef}}}
 		}
 		if op.auth != "" {
@@ -368,7 +383,8 @@ func (s *Server) openAPIDocument() map[string]any {
 			"version": "1",
 			"description": "Record and report how inter-State consultation mechanisms on migration (ISCMs) implement the Global Compact for Safe, Orderly and Regular Migration. " +
 				"Every write answers with the stream position it reached (Gcm-Position) and the record's version (ETag); every read accepts min_position to read its own writes. " +
-				"Errors are RFC 9457 problem details. Unknown fields are refused.",
+				"Errors are RFC 9457 problem details. Unknown fields are refused; bodies are capped at 1 MiB, 32 levels of nesting and 1000 elements per array. " +
+				"Requests are rate-limited per token and, without a valid token, per client address: past the limit the answer is 429 with Retry-After.",
 		},
 		"paths": paths,
 		"components": map[string]any{

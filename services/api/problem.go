@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
+	"gcmtrack/services/audit"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
 )
@@ -65,6 +67,8 @@ func errProblem(err error) *Problem {
 		return problem(http.StatusLocked, "cycle-closed", err.Error())
 	case errors.Is(err, command.ErrStateConflict):
 		return problem(http.StatusConflict, "state-conflict", err.Error())
+	case errors.Is(err, audit.ErrInvalidQuery):
+		return problem(http.StatusBadRequest, "bad-parameter", strings.TrimPrefix(err.Error(), audit.ErrInvalidQuery.Error()+": "))
 	case errors.Is(err, eventstore.ErrUnavailable):
 		return problem(http.StatusServiceUnavailable, "unavailable", "the event store is not reachable; retry later")
 	}
@@ -72,6 +76,7 @@ func errProblem(err error) *Problem {
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	noteProblem(r, p)
 	p.Instance = r.URL.Path
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -150,6 +150,9 @@ func (s *Server) readNote(r *http.Request) ([]byte, string, error) {
 	}
 	var n note
 	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := refuseServerFields(body, n); err != nil {
+			return nil, "", err
+		}
 		if err := decodeStrict(body, &n); err != nil {
 			return nil, "", err
 		}
@@ -189,6 +192,9 @@ func (s *Server) reportProgress(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var in records.Progress
+	if err := refuseServerFields(body, in); err != nil {
+		return err
+	}
 	if err := decodeStrict(body, &in); err != nil {
 		return err
 	}
@@ -250,12 +256,26 @@ func (s *Server) recordHistory(kind string) handlerFunc {
 	}
 }
 
+// maxCursor bounds the length of a pagination cursor: the server's own are
+// far shorter, and a longer one is refused before it reaches a query.
+const maxCursor = 200
+
+func checkCursor(name, v string) error {
+	if len(v) > maxCursor {
+		return problem(http.StatusBadRequest, "bad-parameter", name+" is not a cursor this server handed out")
+	}
+	return nil
+}
+
 // listFilter reads the list endpoints' query parameters.
 func listFilter(r *http.Request) (projrecords.Filter, error) {
 	q := r.URL.Query()
 	f := projrecords.Filter{
 		Theme: q.Get("theme"), Subkind: q.Get("kind"), Category: q.Get("category"), Status: q.Get("status"),
 		Source: q.Get("source"), State: q.Get("state"), Cursor: q.Get("cursor"), ISCM: q.Get("iscm"),
+	}
+	if err := checkCursor("cursor", f.Cursor); err != nil {
+		return f, err
 	}
 	var err error
 	num := func(name string, max int) int {
@@ -356,10 +376,14 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
+	cursor := r.URL.Query().Get("cursor")
+	if err := checkCursor("cursor", cursor); err != nil {
+		return err
+	}
 	if err := s.awaitPosition(r, readModels...); err != nil {
 		return err
 	}
-	page, err := s.d.RecordsQ.Timeline(r.Context(), c.visibility(), slug, r.URL.Query().Get("cursor"), limit)
+	page, err := s.d.RecordsQ.Timeline(r.Context(), c.visibility(), slug, cursor, limit)
 	if errors.Is(err, projrecords.ErrBadCursor) {
 		return problem(http.StatusBadRequest, "bad-parameter", "cursor is not one this server handed out")
 	}
@@ -405,6 +429,9 @@ func (s *Server) answerQuestionnaire(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	var a events.Answers
+	if err := refuseServerFields(body, a); err != nil {
+		return err
+	}
 	if err := decodeAnswers(body, &a); err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ var recordBodies = map[string][2]string{
 	"expansions":        {`{"entity":"CARICOM","modality":"observership"}`, `{"entity":"CARICOM","modality":"membership"}`},
 }
 
-func (s *stack) mustOK(t *testing.T, r response, want int) map[string]any {
+func (s *stack) mustOK(t testing.TB, r response, want int) map[string]any {
 	t.Helper()
 	if r.Status != want {
 		t.Fatalf("status %d, want %d: %s", r.Status, want, r.Body)
@@ -214,7 +214,7 @@ func TestRecordBadInput(t *testing.T) {
 	}
 }
 
-func exampleResponse(t *testing.T) string {
+func exampleResponse(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile("../../events/catalog/data/questionnaire-response.example.json")
 	if err != nil {

@@ -112,6 +112,9 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var in registry.AddMember
+	if err := refuseServerFields(body, in); err != nil {
+		return err
+	}
 	if err := decodeStrict(body, &in); err != nil {
 		return err
 	}

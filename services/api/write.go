@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,18 +16,40 @@ import (
 	"gcmtrack/services/idempotency"
 )
 
+// maxSecret bounds the length of a bearer token looked up: generated
+// secrets have 47 characters, chosen ones rarely more than a hundred.
+const maxSecret = 512
+
+// bearer returns the secret of an Authorization header of the Bearer scheme
+// (whose name is case-insensitive, RFC 9110 section 11.1).
+func bearer(h string) (string, bool) {
+	scheme, secret, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	secret = strings.TrimSpace(secret)
+	return secret, secret != ""
+}
+
 // identity authenticates the request's bearer token, if any. No token is
-// the anonymous caller (ok=false); a bad token is an error.
+// the anonymous caller (ok=false); a bad token is an error. Use
+// authenticate, which does it once per request.
 func (s *Server) identity(r *http.Request) (auth.Identity, bool, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return auth.Identity{}, false, nil
 	}
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || secret == "" {
+	secret, ok := bearer(h)
+	if !ok {
 		return auth.Identity{}, false, unauthenticated("use Authorization: Bearer <token>")
 	}
-	id, err := s.d.Auth.Verify(r.Context(), strings.TrimSpace(secret))
+	if len(secret) > maxSecret || strings.ContainsFunc(secret, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		return auth.Identity{}, false, unauthenticated("the token is unknown, expired or revoked")
+	}
+	if s.d.Auth == nil {
+		return auth.Identity{}, false, unauthenticated("this server accepts no tokens")
+	}
+	id, err := s.d.Auth.Verify(r.Context(), secret)
 	if errors.Is(err, auth.ErrInvalidToken) {
 		return auth.Identity{}, false, unauthenticated("the token is unknown, expired or revoked")
 	}
@@ -85,6 +108,11 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, id auth.Identit
 			for k, v := range replay.Header {
 				w.Header().Set(k, v)
 			}
+			notePosition(r, replay.Header["Gcm-Position"])
+			var p Problem
+			if replay.Status >= 400 && json.Unmarshal(replay.Body, &p) == nil {
+				noteProblem(r, &p)
+			}
 			w.Header().Set("Idempotent-Replayed", "true")
 			w.WriteHeader(replay.Status)
 			_, err := w.Write(replay.Body)
@@ -103,8 +131,9 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, id auth.Identit
 		p.Instance = r.URL.Path
 		if p.Status >= 500 {
 			outcome = "error"
-			s.d.Logger.Error("command failed", "command", name, "err", cmdErr, "correlation_id", m.CorrelationID)
+			s.d.Logger.ErrorContext(r.Context(), "command failed", "command", name, "err", cmdErr, "correlation_id", m.CorrelationID)
 		}
+		noteProblem(r, p)
 		out = idempotency.Outcome{Status: p.Status, Header: map[string]string{"Content-Type": "application/problem+json"}}
 		out.Body, _ = marshalLine(p)
 	} else {
@@ -117,6 +146,7 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, id auth.Identit
 		if err != nil {
 			return err
 		}
+		exchangeOf(r).position = res.Position
 	}
 	s.metrics.commands.WithLabelValues(name, outcome).Observe(time.Since(start).Seconds())
 	if claim != nil {
@@ -125,10 +155,10 @@ func (s *Server) command(w http.ResponseWriter, r *http.Request, id auth.Identit
 		ctx := context.WithoutCancel(r.Context())
 		if out.Status >= 500 {
 			if err := s.d.Keys.Release(ctx, claim); err != nil {
-				s.d.Logger.Warn("release idempotency key", "err", err)
+				s.d.Logger.WarnContext(ctx, "release idempotency key", "err", err)
 			}
 		} else if err := s.d.Keys.Finish(ctx, claim, out); err != nil {
-			s.d.Logger.Warn("store idempotency outcome", "err", err)
+			s.d.Logger.WarnContext(ctx, "store idempotency outcome", "err", err)
 		}
 	}
 	for k, v := range out.Header {
