@@ -5,9 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +26,7 @@ import (
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
 	"gcmtrack/services/api"
+	"gcmtrack/services/audit"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
@@ -41,10 +46,19 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfg.bind(fs)
 	demo := fs.Bool("demo", demoEnabled(), "load the demonstration data set at start, once (env GCM_DEMO)")
+	limits := bindRateLimits(fs)
+	proxyList := fs.String("trusted-proxies", env("GCM_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR prefixes of reverse proxies whose X-Forwarded-For names the client (env GCM_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := cfg.validate(); err != nil {
+		return err
+	}
+	proxies, err := parsePrefixes(*proxyList)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if err := limits.Validate(); err != nil {
 		return err
 	}
 	log := cfg.logger()
@@ -93,11 +107,16 @@ func cmdRun(ctx context.Context, args []string) error {
 			}
 		}
 		tokens := auth.NewStore(p.pool)
+		auditLog := audit.Open(p.pool, audit.Config{Registerer: reg, Logger: log.With("component", "audit")})
+		// Deferred after p.close: it runs first, once the HTTP server has
+		// stopped, and writes what is still buffered.
+		defer closeAudit(auditLog, log)
 		apiHandler := api.New(api.Deps{
 			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
 			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
 			Reports: reports.NewStore(p.pool), Store: store,
 			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
+			Audit: auditLog, RateLimits: *limits, TrustedProxies: proxies,
 		})
 		pages, err := web.New(web.Deps{
 			Catalog: cat, Pool: p.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
@@ -207,4 +226,59 @@ func withPages(apiHandler, pages http.Handler) http.Handler {
 	}
 	mux.Handle("/", pages)
 	return mux
+}
+
+// bindRateLimits declares the API's rate limits on fs (rates per second,
+// bursts in requests; a rate of 0 turns that limit off).
+func bindRateLimits(fs *flag.FlagSet) *api.RateLimits {
+	l := api.DefaultRateLimits()
+	rate := func(r *api.Rate, name, env, what string) {
+		fs.Float64Var(&r.PerSecond, "rate-"+name, envFloat("GCM_RATE_"+env, r.PerSecond),
+			fmt.Sprintf("%s per second; 0 for no limit (env GCM_RATE_%s)", what, env))
+		fs.IntVar(&r.Burst, "rate-"+name+"-burst", envInt("GCM_RATE_"+env+"_BURST", r.Burst),
+			fmt.Sprintf("burst of --rate-%s (env GCM_RATE_%s_BURST)", name, env))
+	}
+	rate(&l.TokenWrites, "token-writes", "TOKEN_WRITES", "write requests of one token")
+	rate(&l.TokenReads, "token-reads", "TOKEN_READS", "other requests of one token")
+	rate(&l.Anonymous, "anonymous", "ANONYMOUS", "requests of one client address without a valid token")
+	return &l
+}
+
+func envFloat(key string, def float64) float64 {
+	f, err := strconv.ParseFloat(env(key, ""), 64)
+	if err != nil {
+		return def
+	}
+	return f
+}
+
+// parsePrefixes reads a comma-separated list of addresses and CIDR prefixes.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// closeAudit writes the audit entries still buffered, for at most a few
+// seconds.
+func closeAudit(l *audit.Log, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Close(ctx); err != nil {
+		log.Warn("audit log not fully written", "err", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,17 @@ func TestDeployment(t *testing.T) {
 	resp = api.request(t, "GET", fmt.Sprintf("/v1/states/MEX?min_position=%d", written.Position), "")
 	if resp.code != 200 || !strings.Contains(resp.body, "puebla-process") {
 		t.Fatalf("read back: %d %s", resp.code, resp.body)
+	}
+	// The write is in the audit log, which the API writes as gcm_api in the
+	// background.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp = api.request(t, "GET", "/v1/audit?route="+url.QueryEscape("POST /v1/iscms/{slug}/members"), "", "Authorization", "Bearer "+token)
+		if resp.code == 200 && strings.Contains(resp.body, fmt.Sprintf(`"position":%d`, written.Position)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write is not in the audit log: %d %s", resp.code, resp.body)
+		}
 	}
 
 	// The API asserts the stream's settings at every start: the file must

@@ -165,6 +165,11 @@ func checkPrivileges(t *testing.T, urls map[string]string, buildSchema string) {
 		{"gcm_api", "SELECT count(*) FROM gcm.dead_letters", true},
 		{"gcm_api", "SELECT count(*) FROM public.goose_engine", true},
 		{"gcm_api", "UPDATE auth.tokens SET last_used_at = now()", true},
+		{"gcm_api", "INSERT INTO auth.audit (at, actor, role, method, path, route, status, outcome, correlation_id, client_addr) VALUES (now(), 'anonymous', 'anonymous', 'POST', '/v1/x', 'unmatched', 404, 'refused', 'c', '127.0.0.1')", true},
+		{"gcm_api", "SELECT count(*) FROM auth.audit", true},
+		{"gcm_api", "UPDATE auth.audit SET status = 200", false},
+		{"gcm_api", "DELETE FROM auth.audit", false},
+		{"gcm_api", "TRUNCATE auth.audit", false},
 		{"gcm_api", "INSERT INTO " + view + " VALUES " + row, false},
 		{"gcm_api", "INSERT INTO " + table + " VALUES " + row, false},
 		{"gcm_api", "UPDATE " + view + " SET version = 0", false},
@@ -178,6 +183,7 @@ func checkPrivileges(t *testing.T, urls map[string]string, buildSchema string) {
 		{"gcm_api", "DROP VIEW " + view, false},
 
 		{"gcm_projector", "SELECT count(*) FROM auth.tokens", false},
+		{"gcm_projector", "SELECT count(*) FROM auth.audit", false},
 		{"gcm_projector", "UPDATE gcm.projection_builds SET updated_at = now()", true},
 		{"gcm_projector", "INSERT INTO gcm.dead_letters (name, generation, position, subject, event_id, event_type, error, data) VALUES ('x', 1, 1, 's', 'e', 't', 'err', '')", true},
 		{"gcm_projector", "DELETE FROM gcm.dead_letters", true},
@@ -187,6 +193,11 @@ func checkPrivileges(t *testing.T, urls map[string]string, buildSchema string) {
 		{"gcm_projector", "DELETE FROM public.goose_engine", false},
 
 		{"gcm_owner", "SELECT count(*) FROM " + table, false},
+		// The owner may change its tables, but the audit log's trigger
+		// refuses to change or remove entries.
+		{"gcm_owner", "DELETE FROM auth.audit", false},
+		{"gcm_owner", "UPDATE auth.audit SET status = 200", false},
+		{"gcm_owner", "TRUNCATE auth.audit", false},
 		{"gcm_owner", "CREATE ROLE intruder", false},
 	}
 	conns := map[string]*pgx.Conn{}

@@ -15,7 +15,8 @@
 --   gcm_api        `gcmtrack run --target=api`: reads projections and gcm.*,
 --                  reads and writes auth.tokens (token checks record
 --                  last_used_at; a start without GCM_BOOTSTRAP_ADMIN_TOKEN
---                  issues a console token).
+--                  issues a console token), appends to and reads the audit
+--                  log auth.audit.
 --
 -- Every process runs `migrate` at start; with nothing pending that only reads
 -- the version tables, so the API and projector roles need SELECT on them and
@@ -76,7 +77,10 @@ ALTER DEFAULT PRIVILEGES FOR ROLE gcm_owner IN SCHEMA gcm
     GRANT USAGE, SELECT ON SEQUENCES TO gcm_projector;
 ALTER DEFAULT PRIVILEGES FOR ROLE gcm_owner IN SCHEMA gcm
     GRANT SELECT ON TABLES TO gcm_api;
--- auth holds the tokens table only. No DELETE: tokens are revoked, not removed.
+-- auth holds the tokens and the audit log. No DELETE: tokens are revoked, not
+-- removed. The audit log is append-only: its migration takes UPDATE, DELETE
+-- and TRUNCATE on auth.audit back from every role but its owner (and a
+-- trigger refuses them to the owner), so gcm_api keeps SELECT and INSERT.
 ALTER DEFAULT PRIVILEGES FOR ROLE gcm_owner IN SCHEMA auth
     GRANT SELECT, INSERT, UPDATE ON TABLES TO gcm_api;
 
@@ -85,6 +89,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA gcm TO gcm_projecto
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA gcm TO gcm_projector;
 GRANT SELECT ON ALL TABLES IN SCHEMA gcm TO gcm_api;
 GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA auth TO gcm_api;
+DO $$
+BEGIN
+    IF to_regclass('auth.audit') IS NOT NULL THEN
+        REVOKE UPDATE, DELETE, TRUNCATE ON auth.audit FROM gcm_api;
+        GRANT SELECT, INSERT ON auth.audit TO gcm_api;
+    END IF;
+END
+$$;
 
 -- Projection schemas and their tables and views belong to gcm_projector,
 -- which creates them while running. The API reads them through default
