@@ -206,16 +206,22 @@ func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64
 	if from > last.Sequence {
 		return nil, last.Sequence, nil
 	}
-	for from <= last.Sequence {
-		recs, err := s.directBatch(ctx, subject, from, last.Sequence)
+	// Most aggregates hold a few events: one batched direct get reads them
+	// without creating anything on the server. A long history is streamed
+	// through an ordered consumer, removed when done.
+	recs, err := s.directBatch(ctx, subject, from, last.Sequence)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load %s: %w", subject, err)
+	}
+	out = append(out, recs...)
+	if n := len(recs); n > 0 && recs[n-1].Position < last.Sequence {
+		err := s.read(ctx, []string{subject}, recs[n-1].Position+1, last.Sequence, func(r events.Record) error {
+			out = append(out, r)
+			return nil
+		})
 		if err != nil {
 			return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 		}
-		if len(recs) == 0 {
-			break
-		}
-		out = append(out, recs...)
-		from = recs[len(recs)-1].Position + 1
 	}
 	if n := len(out); n == 0 || out[n-1].Position != last.Sequence {
 		return nil, 0, fmt.Errorf("load %s: read stopped before version %d", subject, last.Sequence)
