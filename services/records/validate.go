@@ -82,6 +82,8 @@ func (c *checker) text(field, v string, max int, required bool) {
 		c.ps.Add(field, "is required")
 	case !utf8.ValidString(v):
 		c.ps.Add(field, "is not valid UTF-8")
+	case strings.ContainsRune(v, 0):
+		c.ps.Add(field, "contains a NUL character")
 	case utf8.RuneCountInString(v) > max:
 		c.ps.Add(field, "is longer than %d characters", max)
 	}
