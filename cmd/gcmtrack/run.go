@@ -111,13 +111,6 @@ func cmdRun(ctx context.Context, args []string) error {
 		// Deferred after p.close: it runs first, once the HTTP server has
 		// stopped, and writes what is still buffered.
 		defer closeAudit(auditLog, log)
-		apiHandler := api.New(api.Deps{
-			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
-			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
-			Reports: reports.NewStore(p.pool), Store: store,
-			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
-			Audit: auditLog, RateLimits: *limits, TrustedProxies: proxies,
-		})
 		pages, err := web.New(web.Deps{
 			Catalog: cat, Pool: p.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
 			RegistryQ: projregistry.NewQueries(p.pool), Reports: reports.NewStore(p.pool), PositionAt: store.PositionAt,
@@ -126,7 +119,13 @@ func cmdRun(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		handler = withPages(apiHandler, pages)
+		handler = api.New(api.Deps{
+			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
+			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
+			Reports: reports.NewStore(p.pool), Store: store,
+			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
+			Pages: pages, Audit: auditLog, RateLimits: *limits, TrustedProxies: proxies,
+		})
 		if err := announceAdmin(ctx, cfg, tokens); err != nil {
 			return err
 		}
@@ -215,17 +214,6 @@ func announceAdmin(ctx context.Context, cfg config, tokens *auth.Store) error {
 	}
 	fmt.Fprintf(os.Stderr, "Admin token (valid 24 h; `gcmtrack token create` issues more):\n\n    %s\n\n", secret)
 	return nil
-}
-
-// withPages serves the API's paths from the API and every other path from
-// the web pages.
-func withPages(apiHandler, pages http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	for _, p := range []string{"/v1/", "/openapi.json", "/metrics", "/healthz", "/readyz"} {
-		mux.Handle(p, apiHandler)
-	}
-	mux.Handle("/", pages)
-	return mux
 }
 
 // bindRateLimits declares the API's rate limits on fs (rates per second,

@@ -61,6 +61,9 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Ready reports whether the process can serve (databases reachable).
 	Ready func(ctx context.Context) error
+	// Pages serves every path outside the API (the web application); nil
+	// answers 404 there.
+	Pages http.Handler
 	// WaitTimeout bounds a min_position wait; default 5 s.
 	WaitTimeout time.Duration
 	// Audit, when set, records every write and every refused request, and
@@ -211,6 +214,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if p := checkTarget(r); p != nil {
 		writeProblem(sw, r, p)
+		return
+	}
+	if pattern == "" && s.d.Pages != nil && !strings.HasPrefix(r.URL.Path, "/v1/") {
+		// The web pages, behind the same rate limits, audit and headers.
+		route = "pages"
+		s.d.Pages.ServeHTTP(sw, r)
 		return
 	}
 	if pattern == "" {
