@@ -32,6 +32,7 @@ func (s *Server) reportRoutes() {
 type snapshots struct {
 	mu   sync.Mutex
 	snap *reports.Snapshot
+	past []*reports.Snapshot // as of earlier positions, most recently used first
 }
 
 // scope is what a caller's reports count: IOM sees submitted records too.
@@ -79,7 +80,35 @@ func (s *Server) snapshot(r *http.Request) (reports.Snapshot, error) {
 		return reports.Snapshot{}, problem(http.StatusConflict, "position-not-reached",
 			fmt.Sprintf("the read models are at position %d; as_of_position %d is not reached yet (pass min_position=%d to wait)", have, at, at))
 	}
-	return s.d.Reports.AsOf(ctx, at)
+	return s.asOf(ctx, at)
+}
+
+// asOfCacheSize is how many past snapshots the API keeps: the past does not
+// change, so a snapshot as of a position is built once.
+const asOfCacheSize = 8
+
+func (s *Server) asOf(ctx context.Context, at uint64) (reports.Snapshot, error) {
+	s.snaps.mu.Lock()
+	for i, c := range s.snaps.past {
+		if c.Position == at {
+			// Move to the front: the cache keeps the most recently used.
+			s.snaps.past = append([]*reports.Snapshot{c}, append(s.snaps.past[:i:i], s.snaps.past[i+1:]...)...)
+			s.snaps.mu.Unlock()
+			return *c, nil
+		}
+	}
+	s.snaps.mu.Unlock()
+	snap, err := s.d.Reports.AsOf(ctx, at)
+	if err != nil {
+		return reports.Snapshot{}, err
+	}
+	s.snaps.mu.Lock()
+	s.snaps.past = append([]*reports.Snapshot{&snap}, s.snaps.past...)
+	if len(s.snaps.past) > asOfCacheSize {
+		s.snaps.past = s.snaps.past[:asOfCacheSize]
+	}
+	s.snaps.mu.Unlock()
+	return snap, nil
 }
 
 func (s *Server) live(ctx context.Context) (reports.Snapshot, error) {
