@@ -152,6 +152,10 @@ func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint6
 	if err != nil {
 		return dataSet{}, err
 	}
+	before, err := store.LastPosition(ctx)
+	if err != nil {
+		return dataSet{}, err
+	}
 	svc := registry.NewService(store, cat)
 	registered, err := svc.RegisterCatalog(ctx, command.Meta{Actor: "bench", CorrelationID: "bench-setup"})
 	if err != nil {
@@ -177,7 +181,7 @@ func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint6
 	if err != nil {
 		return dataSet{}, err
 	}
-	ds.Events = int(last)
+	ds.Events = int(last - before)
 	if ds.Events != n {
 		return dataSet{}, fmt.Errorf("generated %d events, want %d", ds.Events, n)
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // Scenarios the harness knows, in the order it runs them.
-var Scenarios = []string{"replay", "memory", "append", "load", "freshness"}
+var Scenarios = []string{"replay", "memory", "append", "load", "freshness", "queries"}
 
 // Config is what a run measures and how long.
 type Config struct {
@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	step("append", r.appendRows)
 	step("load", r.loadRows)
 	step("freshness", r.freshnessRows)
-	r.rep.Rows = append(r.rep.Rows, notMeasuredYet()...)
+	step("queries", r.queryRows)
 	r.rep.Duration = time.Since(r.rep.Started)
 	r.machineLoad(c0)
 	if err := ctx.Err(); err != nil {
@@ -256,17 +256,6 @@ func streamOf(ctx context.Context, n *natsNode) (jetstream.Stream, uint64, error
 		return nil, 0, err
 	}
 	return s, info.State.LastSeq, nil
-}
-
-// notMeasuredYet lists the pairs that wait for read models the product does
-// not have yet.
-func notMeasuredYet() []Row {
-	const why = "not measured yet (needs the reporting read models)"
-	return []Row{
-		{Path: "query load: dashboard", Skipped: why},
-		{Path: "query load: figures", Skipped: why},
-		{Path: "query load: feeds", Skipped: why},
-	}
 }
 
 // profile runs f with the CPU profiler writing to dir/name, when profiling

@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The query pairs: the read side must stay flat as the log grows. Each
+// size gets a fresh stack (API and projector, as `gcmtrack run`), a stream
+// of that many events, the same set of published records and 2018
+// questionnaire answers written through the API, and then each endpoint is
+// read by queryClients clients for queryWindow; the p99 counts.
+
+const (
+	queryClients  = 8
+	queryWindow   = 2 * time.Second
+	feedRecords   = 600
+	answeredISCMs = 12
+)
+
+// queryStack is one size's stack with its data in place.
+type queryStack struct {
+	st    *apiStack
+	db    *apiDatabase
+	half  uint64 // a position halfway through, for as-of reads
+	deep  string // a feed cursor near the end of the published records
+	close func()
+}
+
+func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error) {
+	db, err := r.newAPIDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.startStack(ctx, db, stackOptions{engine: true})
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	q := &queryStack{st: st, db: db, close: func() { st.stop(); db.close() }}
+	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed); err != nil {
+		q.close()
+		return nil, fmt.Errorf("generate %d events: %w", events, err)
+	}
+	c := newHTTPClient(queryClients)
+	call := func(method, path, body string) (map[string]any, error) {
+		req, err := http.NewRequestWithContext(ctx, method, st.url+path, strings.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+db.admin)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode/100 != 2 {
+			return nil, fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return m, nil
+	}
+	catISCMs := []string{"puebla-process", "sacm", "cmc", "ocam", "rabat-process", "arcp", "igad-rcp", "igc", "eap-panel", "pafom", "abu-dhabi-dialogue", "colombo-process"}
+	for i, slug := range catISCMs[:answeredISCMs] {
+		body := fmt.Sprintf(`{"channel":"questionnaire","position":{"status":%q,"objectives":[%d,%d]},"agenda_item":"yes","action_plan":{"status":"not_known"},"capacity_building":[{"title":"w","form":"training_workshop"}],"partnerships":[{"partner":"IOM","category":"igo"}]}`,
+			[]string{"yes", "no", "in_process"}[i%3], 1+i%23, 1+(i+5)%23)
+		path := "/v1/iscms/" + slug + "/questionnaires/2018/questionnaire"
+		if _, err := call("PUT", path, body); err != nil {
+			q.close()
+			return nil, err
+		}
+		if _, err := call("POST", path+"/publish", ""); err != nil {
+			q.close()
+			return nil, err
+		}
+	}
+	var last uint64
+	for i := range feedRecords {
+		slug := catISCMs[i%len(catISCMs)]
+		m, err := call("POST", "/v1/iscms/"+slug+"/resources", fmt.Sprintf(`{"kind":"human","description":"staff time %d"}`, i))
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		base := "/v1/iscms/" + slug + "/resources/" + m["id"].(string)
+		if _, err := call("POST", base+"/submit", ""); err != nil {
+			q.close()
+			return nil, err
+		}
+		m, err = call("POST", base+"/publish", "")
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		last = uint64(m["position"].(float64))
+	}
+	if err := waitPosition(ctx, db, st.names, last, 5*time.Minute); err != nil {
+		q.close()
+		return nil, err
+	}
+	q.half = last / 2
+	// Walk the feed to a cursor near its end.
+	next := "/v1/feeds/published.json?limit=50"
+	for i := 0; i < feedRecords/50-1; i++ {
+		m, err := call("GET", next, "")
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		u := m["next_url"].(string)
+		next = u[strings.Index(u, "/v1/"):]
+	}
+	q.deep = next
+	return q, nil
+}
+
+// p99 reads one path with queryClients clients for queryWindow and returns
+// the 99th percentile latency in ms and the number of requests served.
+func p99(ctx context.Context, url string, headers map[string]string) (float64, int, int, error) {
+	c := newHTTPClient(queryClients)
+	var mu sync.Mutex
+	var lat []float64
+	var notModified, failed atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(queryWindow)
+	var wg sync.WaitGroup
+	for range queryClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+				for k, v := range headers {
+					req.Header.Set(k, v)
+				}
+				t0 := time.Now()
+				res, err := c.Do(req)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				d := float64(time.Since(t0).Microseconds()) / 1000
+				switch {
+				case res.StatusCode == http.StatusNotModified:
+					notModified.Add(1)
+				case res.StatusCode != http.StatusOK:
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: %d", url, res.StatusCode))
+					continue
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		return 0, 0, 0, fmt.Errorf("%d failed reads, first: %v", failed.Load(), firstErr.Load())
+	}
+	return Percentile(lat, 99), len(lat), int(notModified.Load()), nil
+}
+
+// queryRows measures the query pairs.
+func (r *runner) queryRows(ctx context.Context) []Row {
+	small, large := max(r.cfg.Events/10, 2000), r.cfg.Events
+	paths := []struct{ name, path string }{
+		{"objectives coverage", "/v1/progress/objectives"},
+		{"review figures", "/v1/reports/figures?cycle=2018"},
+		{"ISCM profile", "/v1/iscms/puebla-process"},
+		{"States view", "/v1/progress/states"},
+	}
+	rows := make([]Row, len(paths))
+	for i, p := range paths {
+		rows[i] = Row{Path: "query p99: " + p.name + " at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("p99 of the same endpoint with %d events", small), Target: AtMost(1.5)}
+	}
+	feed := Row{Path: "query p99: feed page deep in the stream vs first page", Unit: "ms", BaselineName: "p99 of the feed's first page (limit 50), same stack", Target: AtMost(1.5)}
+	asof := Row{Path: "query p99: objectives as_of_position vs live", Unit: "ms", BaselineName: "p99 of the live objectives coverage, same stack", Target: AtMost(10)}
+	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
+	fail := func(err error) []Row {
+		for i := range rows {
+			rows[i].Err = err.Error()
+		}
+		feed.Err, asof.Err, public.Err = err.Error(), err.Error(), err.Error()
+		return append(rows, feed, asof, public)
+	}
+	for rep := range r.cfg.Reps {
+		for _, size := range []int{small, large} {
+			r.logf("queries %d/%d: building a stack of %d events", rep+1, r.cfg.Reps, size)
+			q, err := r.queryStack(ctx, size)
+			if err != nil {
+				return fail(err)
+			}
+			for i, p := range paths {
+				v, _, _, err := p99(ctx, q.st.url+p.path, nil)
+				if err != nil {
+					q.close()
+					return fail(err)
+				}
+				if size == large {
+					rows[i].Product = append(rows[i].Product, v)
+				} else {
+					rows[i].Baseline = append(rows[i].Baseline, v)
+				}
+			}
+			if size == large {
+				first, _, _, err := p99(ctx, q.st.url+"/v1/feeds/published.json?limit=50", nil)
+				if err == nil {
+					var deep float64
+					deep, _, _, err = p99(ctx, q.st.url+q.deep, nil)
+					feed.Product, feed.Baseline = append(feed.Product, deep), append(feed.Baseline, first)
+				}
+				if err == nil {
+					var live, past float64
+					live, _, _, err = p99(ctx, q.st.url+"/v1/progress/objectives", nil)
+					if err == nil {
+						past, _, _, err = p99(ctx, q.st.url+fmt.Sprintf("/v1/progress/objectives?as_of_position=%d", q.half), nil)
+					}
+					asof.Product, asof.Baseline = append(asof.Product, past), append(asof.Baseline, live)
+				}
+				if err == nil {
+					err = r.publicLoad(ctx, q, &public)
+				}
+				if err != nil {
+					q.close()
+					return fail(err)
+				}
+			}
+			q.close()
+		}
+	}
+	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
+	for i := range rows {
+		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events at N, %d at N/10; each with %d published records and %d ISCMs' 2018 answers written through the API; %d clients for %s per endpoint; rate limits off (the stack as the benchmark builds it)", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
+	}
+	return append(rows, feed, asof, public)
+}
+
+// publicLoad drives the feed's first page as hard as the harness can for
+// publicLoadTime, half the clients repeating their last ETag, and records
+// the rate, the p99 and the share of 304 answers.
+func (r *runner) publicLoad(ctx context.Context, q *queryStack, row *Row) error {
+	url := q.st.url + "/v1/feeds/published.json?limit=50"
+	res, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	etag := res.Header.Get("ETag")
+	res.Body.Close()
+	type out struct {
+		p99     float64
+		n, n304 int
+		err     error
+	}
+	results := make(chan out, 2)
+	for _, h := range []map[string]string{nil, {"If-None-Match": etag}} {
+		go func() {
+			p, n, n304, err := p99(ctx, url, h)
+			results <- out{p, n, n304, err}
+		}()
+	}
+	total, total304, worst := 0, 0, 0.0
+	for range 2 {
+		o := <-results
+		if o.err != nil {
+			return o.err
+		}
+		total, total304, worst = total+o.n, total304+o.n304, max(worst, o.p99)
+	}
+	row.Product = append(row.Product, PerSecond(total, queryWindow))
+	row.Notes = append(row.Notes, fmt.Sprintf("repetition: %.0f req/s, p99 %.1f ms, %.0f%% answered 304 Not Modified", PerSecond(total, queryWindow), worst, 100*float64(total304)/float64(max(total, 1))))
+	return nil
+}
