@@ -17,10 +17,16 @@ import (
 func (s *Server) reportRoutes() {
 	s.handle("GET /v1/reports/figures", s.figures)
 	s.handle("GET /v1/reports/review", s.review)
-	s.handle("GET /v1/progress/objectives", s.objectives)
-	s.handle("GET /v1/progress/states", s.states)
+	s.handle("GET /v1/progress/objectives", s.report(func(snap reports.Snapshot, c caller) any {
+		return reports.ComputeObjectives(snap, s.d.Catalog, c.scope())
+	}))
+	s.handle("GET /v1/progress/states", s.report(func(snap reports.Snapshot, c caller) any {
+		return reports.ComputeStates(snap, s.d.Catalog, c.scope(), false)
+	}))
 	s.handle("GET /v1/progress/states/{iso3}", s.stateProgress)
-	s.handle("GET /v1/progress/recommendations", s.recommendations)
+	s.handle("GET /v1/progress/recommendations", s.report(func(snap reports.Snapshot, c caller) any {
+		return reports.ComputeRecommendations(snap, s.d.Catalog, c.scope())
+	}))
 	s.handle("GET /v1/review-cycles", s.listCycles)
 	s.handle("POST /v1/review-cycles/{cycle}/close", s.cycleAction(true))
 	s.handle("POST /v1/review-cycles/{cycle}/reopen", s.cycleAction(false))
@@ -149,6 +155,22 @@ func (s *Server) writeReport(w http.ResponseWriter, r *http.Request, c caller, p
 	return writeJSON(w, http.StatusOK, v)
 }
 
+// report serves a report without parameters of its own: the caller's
+// scope, live or as of the position asked.
+func (s *Server) report(compute func(reports.Snapshot, caller) any) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c, err := s.authorize(w, r, actRead, "")
+		if err != nil {
+			return err
+		}
+		snap, err := s.snapshot(r)
+		if err != nil {
+			return err
+		}
+		return s.writeReport(w, r, c, snap.Position, compute(snap, c))
+	}
+}
+
 func (s *Server) figures(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.authorize(w, r, actRead, "")
 	if err != nil {
@@ -163,30 +185,6 @@ func (s *Server) figures(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return s.writeReport(w, r, c, snap.Position, reports.ComputeFigures(snap, s.d.Catalog, cycle, c.scope()))
-}
-
-func (s *Server) objectives(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.authorize(w, r, actRead, "")
-	if err != nil {
-		return err
-	}
-	snap, err := s.snapshot(r)
-	if err != nil {
-		return err
-	}
-	return s.writeReport(w, r, c, snap.Position, reports.ComputeObjectives(snap, s.d.Catalog, c.scope()))
-}
-
-func (s *Server) states(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.authorize(w, r, actRead, "")
-	if err != nil {
-		return err
-	}
-	snap, err := s.snapshot(r)
-	if err != nil {
-		return err
-	}
-	return s.writeReport(w, r, c, snap.Position, reports.ComputeStates(snap, s.d.Catalog, c.scope(), false))
 }
 
 func (s *Server) stateProgress(w http.ResponseWriter, r *http.Request) error {
@@ -215,18 +213,6 @@ func (s *Server) stateProgress(w http.ResponseWriter, r *http.Request) error {
 		Scope    string `json:"scope"`
 		reports.StateProgress
 	}{snap.Position, all.Scope, out})
-}
-
-func (s *Server) recommendations(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.authorize(w, r, actRead, "")
-	if err != nil {
-		return err
-	}
-	snap, err := s.snapshot(r)
-	if err != nil {
-		return err
-	}
-	return s.writeReport(w, r, c, snap.Position, reports.ComputeRecommendations(snap, s.d.Catalog, c.scope()))
 }
 
 func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
