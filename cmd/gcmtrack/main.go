@@ -7,6 +7,10 @@
 //	gcmtrack rebuild  [flags] [projection…]   rebuild read models from the stream, with progress
 //	gcmtrack token    create|list|revoke …    manage API tokens
 //	gcmtrack import   questionnaire PATH …    send questionnaire answers to a running system
+//	gcmtrack backup   [flags] FILE            write the whole event stream to a file
+//	gcmtrack restore  [flags] FILE            restore a backup into an empty system and rebuild
+//	gcmtrack deadletters list|retry …         show or re-apply events projections parked
+//	gcmtrack nats-node --config FILE …        run one clustered NATS JetStream node
 package main
 
 import (
@@ -37,6 +41,12 @@ commands:
   rebuild   rebuild read models from the event stream (all, or the named projections)
   token     create, list or revoke API tokens
   import    import questionnaire answers into a running system (import questionnaire FILE|DIR)
+  backup    write every event of the stream to a file (backup FILE); the system may run
+  restore   restore a backup into a system without events, then rebuild the read models
+  deadletters
+            list the events projections parked (deadletters list), or re-apply them after
+            a fix (deadletters retry [POSITION…])
+  nats-node run one NATS JetStream node from a nats-server configuration file
 
 Run 'gcmtrack <command> -h' for a command's flags.
 `
@@ -57,6 +67,14 @@ func run(ctx context.Context, args []string) error {
 		return cmdToken(ctx, args[1:])
 	case "import":
 		return cmdImport(ctx, args[1:])
+	case "backup":
+		return cmdBackup(ctx, args[1:])
+	case "restore":
+		return cmdRestore(ctx, args[1:])
+	case "deadletters":
+		return cmdDeadLetters(ctx, args[1:])
+	case "nats-node":
+		return cmdNATSNode(ctx, args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return nil
