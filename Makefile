@@ -16,7 +16,7 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 VULNDB      := golang.org/x/vulndb@v0.0.0-20261105234957-e22db6528018
 VULNDB_OUT  := $(HOME)/.cache/gcmtrack/vulndb-20261105
 
-.PHONY: all build run demo test test-only lint vet layering staticcheck vuln fmt postgres clean
+.PHONY: all build run demo test test-only lint vet layering staticcheck vuln fmt postgres clean chaos
 
 all: build
 
@@ -74,6 +74,19 @@ bench: postgres build
 	$(GO) build -o bin/gcmbench ./bench/cmd/gcmbench
 	./bin/gcmbench -events $(BENCH_EVENTS) -reps $(BENCH_REPS) -gcmtrack $(BIN) \
 		-out $(BENCH_OUT)/latest.json $(if $(PROFILE),-profile $(BENCH_OUT)) $(BENCH_FLAGS)
+
+## chaos: the product as deployed (3 NATS nodes, PostgreSQL, 2 APIs, 2 projectors) on
+## loopback under a steady load of writes while processes are killed, paused and
+## restarted; fails if an acknowledged write is lost or doubled or the read models
+## differ from a fresh rebuild (CHAOS_DURATION, CHAOS_RATE writes/s, CHAOS_FLAGS
+## for more, e.g. CHAOS_FLAGS="-seed 42 -keep")
+CHAOS_DURATION ?= 3m
+CHAOS_RATE     ?= 10
+CHAOS_FLAGS    ?=
+
+chaos: postgres build
+	$(GO) build -o bin/gcmchaos ./chaos/cmd/gcmchaos
+	./bin/gcmchaos -gcmtrack $(BIN) -deploy deploy -duration $(CHAOS_DURATION) -rate $(CHAOS_RATE) $(CHAOS_FLAGS)
 
 ## postgres: install PostgreSQL's server binaries when the machine has none
 postgres:
