@@ -377,9 +377,14 @@ type RestoreResult struct {
 	WithoutMsgID []uint64
 }
 
-// restoreAttempts bounds the publishes of one message whose outcome was
-// unknown (a time-out while the cluster elects a leader, say).
-const restoreAttempts = 10
+// Restores publish restoreWindow messages before they wait for their
+// acknowledgements (a cluster's round trips would otherwise bound the
+// rate); restoreAttempts bounds the publishes of one message whose outcome
+// was unknown (a time-out while the cluster elects a leader, say).
+const (
+	restoreWindow   = 256
+	restoreAttempts = 10
+)
 
 // Restore verifies the backup at path and republishes its messages, in
 // order, into the event stream, which it creates with cfg's settings if
@@ -420,6 +425,20 @@ func Restore(ctx context.Context, js jetstream.JetStream, path string, cfg Confi
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	defer r.close()
+	window := make([]BackupMessage, 0, restoreWindow)
+	flush := func() error {
+		dropped, err := store.restoreWindow(ctx, window)
+		res.WithoutMsgID = append(res.WithoutMsgID, dropped...)
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		res.Restored += uint64(len(window))
+		window = window[:0]
+		if progress != nil {
+			progress(res.Restored, h.Count)
+		}
+		return nil
+	}
 	for {
 		m, err := r.next()
 		if errors.Is(err, io.EOF) {
@@ -428,16 +447,16 @@ func Restore(ctx context.Context, js jetstream.JetStream, path string, cfg Confi
 		if err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
-		dropped, err := store.restoreOne(ctx, m)
-		if err != nil {
-			return res, fmt.Errorf("restore: position %d: %w", m.Position, err)
+		window = append(window, m)
+		if len(window) == cap(window) {
+			if err := flush(); err != nil {
+				return res, err
+			}
 		}
-		if dropped {
-			res.WithoutMsgID = append(res.WithoutMsgID, m.Position)
-		}
-		res.Restored++
-		if progress != nil {
-			progress(res.Restored, h.Count)
+	}
+	if len(window) > 0 {
+		if err := flush(); err != nil {
+			return res, err
 		}
 	}
 	// The file was verified before; check again what was read now.
@@ -447,21 +466,84 @@ func Restore(ctx context.Context, js jetstream.JetStream, path string, cfg Confi
 	return res, nil
 }
 
+// restoreWindow publishes the messages of a window without waiting, then
+// checks their acknowledgements in order. From the first that is missing,
+// refused or elsewhere than expected (each message expects the one before
+// it, so the rest of the window fails with it), it goes on one message at
+// a time, looking at the stream where an outcome is unknown. It returns the
+// positions restored without their Nats-Msg-Id.
+func (s *Store) restoreWindow(ctx context.Context, window []BackupMessage) ([]uint64, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(window))
+	for _, m := range window {
+		f, err := s.js.PublishMsgAsync(restoreMsg(m, false), jetstream.WithExpectLastSequence(m.Position-1))
+		if err != nil {
+			break
+		}
+		futures = append(futures, f)
+	}
+	ok := 0
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+acks:
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate || ack.Sequence != window[i].Position {
+				break acks
+			}
+			ok++
+		case <-f.Err():
+			break acks
+		case <-timeout.C:
+			break acks
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var dropped []uint64
+	for _, m := range window[ok:] {
+		d, err := s.restoreOne(ctx, m)
+		if err != nil {
+			return dropped, fmt.Errorf("position %d: %w", m.Position, err)
+		}
+		if d {
+			dropped = append(dropped, m.Position)
+		}
+	}
+	return dropped, nil
+}
+
+// restoreMsg is the message to publish for m, with or without its
+// Nats-Msg-Id.
+func restoreMsg(m BackupMessage, dropMsgID bool) *nats.Msg {
+	msg := &nats.Msg{Subject: m.Subject, Data: m.bytes(), Header: nats.Header{}}
+	for k, vs := range m.Headers {
+		if dropMsgID && k == jetstream.MsgIDHeader {
+			continue
+		}
+		msg.Header[k] = append([]string(nil), vs...)
+	}
+	return msg
+}
+
 // restoreOne publishes m at its position. It reports whether m had to be
 // published without its Nats-Msg-Id.
 func (s *Store) restoreOne(ctx context.Context, m BackupMessage) (bool, error) {
-	data := m.bytes()
 	dropMsgID := false
 	for attempt := 1; ; attempt++ {
-		msg := &nats.Msg{Subject: m.Subject, Data: data, Header: nats.Header{}}
-		for k, vs := range m.Headers {
-			if dropMsgID && k == jetstream.MsgIDHeader {
-				continue
+		// Already there? An earlier attempt, or the window's asynchronous
+		// publish, may have stored it.
+		if stored, err := s.storedAt(ctx, m); err == nil && stored {
+			return dropMsgID, nil
+		} else if err != nil && !errors.Is(err, errNotYet) {
+			if errors.Is(err, errDiverged) || attempt >= restoreAttempts {
+				return false, err
 			}
-			msg.Header[k] = append([]string(nil), vs...)
+			sleep(ctx, time.Duration(attempt)*250*time.Millisecond)
+			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ack, err := s.js.PublishMsg(pctx, msg, jetstream.WithExpectLastSequence(m.Position-1))
+		ack, err := s.js.PublishMsg(pctx, restoreMsg(m, dropMsgID), jetstream.WithExpectLastSequence(m.Position-1))
 		cancel()
 		switch {
 		case err == nil && ack.Duplicate:
@@ -482,34 +564,35 @@ func (s *Store) restoreOne(ctx context.Context, m BackupMessage) (bool, error) {
 			apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant {
 			return false, err
 		}
-		// The outcome is unknown (a time-out) or the expected position did
-		// not match, perhaps because an earlier attempt went through: look.
-		stored, lerr := s.storedAt(ctx, m)
-		switch {
-		case lerr != nil && attempt >= restoreAttempts:
-			return false, fmt.Errorf("%w (and then: %w)", err, lerr)
-		case lerr != nil:
-		case stored:
-			return dropMsgID, nil
-		case errors.As(err, &apiErr):
-			// Not stored, and the stream is not where the backup expects:
-			// another writer appended meanwhile.
-			return false, fmt.Errorf("%w: was something else writing to the stream?", err)
-		}
+		// The outcome is unknown (a time-out), or the expected position did
+		// not match: the next round looks at the stream.
 		if attempt >= restoreAttempts {
 			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
-		}
+		sleep(ctx, time.Duration(attempt)*250*time.Millisecond)
 	}
 }
 
-// storedAt reports whether the stream's last message is m (an earlier
-// attempt to publish it succeeded), or whether the stream stops just
-// before it (not stored: try again). Anything else is an error.
+// Answers of storedAt besides yes: errNotYet, the stream ends just before
+// the message, which is not stored; errDiverged, the stream holds something
+// else than the backup where the message should be, or ends earlier.
+var (
+	errNotYet   = errors.New("not stored yet")
+	errDiverged = errors.New("the stream and the backup diverge: was something else writing to the stream?")
+)
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// storedAt reports whether m is in the stream at its position (true), or
+// whether the stream ends just before it (errNotYet). Another message at
+// its position, or a stream that ends earlier, is errDiverged.
 func (s *Store) storedAt(ctx context.Context, m BackupMessage) (bool, error) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -519,17 +602,17 @@ func (s *Store) storedAt(ctx context.Context, m BackupMessage) (bool, error) {
 	}
 	switch last := info.State.LastSeq; {
 	case last+1 == m.Position:
-		return false, nil
-	case last == m.Position:
+		return false, errNotYet
+	case last >= m.Position:
 		got, err := s.stream.GetMsg(ictx, m.Position)
 		if err != nil {
 			return false, err
 		}
 		if got.Subject != m.Subject || string(got.Data) != string(m.bytes()) {
-			return false, fmt.Errorf("position %d holds another message than the backup's", m.Position)
+			return false, fmt.Errorf("%w: position %d holds another message than the backup's", errDiverged, m.Position)
 		}
 		return true, nil
 	default:
-		return false, fmt.Errorf("the stream's last position is %d while restoring position %d", last, m.Position)
+		return false, fmt.Errorf("%w: its last position is %d while restoring position %d", errDiverged, last, m.Position)
 	}
 }
