@@ -74,19 +74,25 @@ func (c *config) logAttrs() []any {
 		"stream_replicas", c.Replicas, "bootstrap_admin_token", tok}
 }
 
-// maskURL hides a password in a URL for logging.
+// maskURL hides the passwords in a URL, or a comma-separated list of
+// URLs (NATS cluster seeds), for logging.
 func maskURL(s string) string {
 	if s == "" {
 		return "(embedded)"
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable)"
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		parts[i] = u.String()
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
+	return strings.Join(parts, ",")
 }
 
 func (c *config) logger() *slog.Logger {

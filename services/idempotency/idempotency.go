@@ -83,7 +83,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Keys, error
 	if cfg.Stale <= 0 {
 		cfg.Stale = DefaultStale
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "GCM Tracker: outcomes of requests made with an Idempotency-Key",
 		// Only the latest state of a record matters.
@@ -91,7 +91,24 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Keys, error
 		TTL:      cfg.TTL,
 		Storage:  jetstream.FileStorage,
 		Replicas: cfg.Replicas,
-	})
+	}
+	// Several API replicas starting at once race to create the bucket on a
+	// cluster; a loser's request can time out while the winner's is placed.
+	// Try again a few times before giving up.
+	var kv jetstream.KeyValue
+	var err error
+	for attempt := range 6 {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err = js.CreateOrUpdateKeyValue(actx, kcfg)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt+1) * 500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open idempotency bucket %s: %w", cfg.Bucket, err)
 	}
