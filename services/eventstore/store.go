@@ -129,8 +129,8 @@ func (s *Store) Append(ctx context.Context, env events.Envelope, expected uint64
 			// retry of an append that went through conflicts with its own
 			// first attempt. Recognise that case by the message id.
 			if msgID != "" {
-				if last, err := s.stream.GetLastMsgForSubject(ctx, subject); err == nil && last.Header.Get(jetstream.MsgIDHeader) == msgID {
-					return Appended{Position: last.Sequence, Duplicate: true}, nil
+				if seq, hdr, err := s.lastOnLeader(ctx, subject); err == nil && hdr.Get(jetstream.MsgIDHeader) == msgID {
+					return Appended{Position: seq, Duplicate: true}, nil
 				}
 			}
 			s.metrics.conflicts.Inc()
@@ -166,14 +166,61 @@ func (s *Store) currentVersion(ctx context.Context, subject, desc string) uint64
 
 // Version is the position of the last event on subject, 0 if there is none.
 func (s *Store) Version(ctx context.Context, subject string) (uint64, error) {
-	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
+	seq, _, err := s.lastOnLeader(ctx, subject)
 	if err != nil {
 		return 0, fmt.Errorf("version of %s: %w", subject, err)
 	}
-	return m.Sequence, nil
+	return seq, nil
+}
+
+// lastOnLeader asks the stream's leader for the last message of a subject:
+// its position and headers (0 and nil when there is none). Commands decide
+// on this version. A direct get may be answered by a replica that lags
+// behind the leader after a fault, which would turn good commands into
+// conflicts; the leader has every acknowledged write.
+func (s *Store) lastOnLeader(ctx context.Context, subject string) (uint64, nats.Header, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+events.StreamName, req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, nil, fmt.Errorf("last message of %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return 0, nil, nil
+	case resp.Error != nil:
+		return 0, nil, fmt.Errorf("last message of %s: %s (%d)", subject, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, nil, fmt.Errorf("last message of %s: empty answer", subject)
+	}
+	var hdr nats.Header
+	if len(resp.Message.Hdrs) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
+			return 0, nil, fmt.Errorf("last message of %s: headers: %w", subject, err)
+		}
+	}
+	return resp.Message.Seq, hdr, nil
 }
 
 // History is an aggregate's events, oldest first, and its version.
@@ -195,27 +242,33 @@ func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64
 	start := time.Now()
 	defer func() { s.metrics.loadSeconds.Observe(time.Since(start).Seconds()) }()
 	subject := events.Subject(iscm, kind, id)
-	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
+	version, _, err := s.lastOnLeader(ctx, subject)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 	}
+	if version == 0 {
+		return nil, 0, nil
+	}
 	var out []events.Record
-	if from > last.Sequence {
-		return nil, last.Sequence, nil
+	if from > version {
+		return nil, version, nil
 	}
 	// Most aggregates hold a few events: one batched direct get reads them
 	// without creating anything on the server. A long history is streamed
 	// through an ordered consumer, removed when done.
-	recs, err := s.directBatch(ctx, subject, from, last.Sequence)
+	recs, err := s.directBatch(ctx, subject, from, version)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 	}
 	out = append(out, recs...)
-	if n := len(recs); n > 0 && recs[n-1].Position < last.Sequence {
-		err := s.read(ctx, []string{subject}, recs[n-1].Position+1, last.Sequence, func(r events.Record) error {
+	// What the batch did not reach (a long history, or a replica behind the
+	// leader) comes through an ordered consumer, which the leader serves.
+	if n := len(recs); n == 0 || recs[n-1].Position < version {
+		next := from
+		if n > 0 {
+			next = recs[n-1].Position + 1
+		}
+		err := s.read(ctx, []string{subject}, next, version, func(r events.Record) error {
 			out = append(out, r)
 			return nil
 		})
@@ -223,10 +276,10 @@ func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64
 			return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 		}
 	}
-	if n := len(out); n == 0 || out[n-1].Position != last.Sequence {
-		return nil, 0, fmt.Errorf("load %s: read stopped before version %d", subject, last.Sequence)
+	if n := len(out); n == 0 || out[n-1].Position != version {
+		return nil, 0, fmt.Errorf("load %s: read stopped before version %d", subject, version)
 	}
-	return out, last.Sequence, nil
+	return out, version, nil
 }
 
 // directBatchSize is how many messages one direct read asks for.
