@@ -362,3 +362,35 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// A retry of a request whose event was stored but whose answer was lost
+// (the process stopped before keeping the outcome) answers as the first
+// attempt would have, and appends nothing.
+func TestRetryAfterALostAnswerAnswersTheStoredEvent(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	id, err := s.api.d.Auth.Verify(ctx, s.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clientKey = "join-arg-lost-answer"
+	// The first attempt: the event is stored under the request's message
+	// id, and no outcome is kept (as when the process dies right after).
+	first, err := s.api.d.Registry.Join(ctx, "sacm", registry.AddMember{State: "ARG"},
+		command.Meta{Actor: id.Actor(), MsgID: idempotency.Key(id.Actor(), clientKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.last(t)
+	r := s.do(t, "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG"}`, map[string]string{"Idempotency-Key": clientKey})
+	if r.Status != http.StatusCreated || uint64(r.json(t)["position"].(float64)) != first.Position {
+		t.Fatalf("retry: %d %s, want 201 at position %d", r.Status, r.Body, first.Position)
+	}
+	if s.last(t) != before {
+		t.Fatal("the retry appended an event")
+	}
+	// A new request with another key is decided afresh: ARG is a member.
+	if r := s.do(t, "POST", "/v1/iscms/sacm/members", s.admin, `{"state":"ARG"}`, map[string]string{"Idempotency-Key": "other"}); r.Status != http.StatusConflict {
+		t.Fatalf("another key: %d", r.Status)
+	}
+}

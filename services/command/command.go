@@ -122,3 +122,19 @@ func Append(ctx context.Context, store *eventstore.Store, m Meta, iscm, kind, id
 	}
 	return Result{Position: res.Position, Version: res.Position, ID: id}, nil
 }
+
+// Stored answers a command that was already carried out: when the
+// aggregate's last event carries the command's message id, an earlier
+// attempt stored it but its answer was lost (the process stopped before it
+// kept the request's outcome). The retry then answers as that attempt
+// would have, rather than deciding again on the state it produced.
+func Stored(ctx context.Context, store *eventstore.Store, m Meta, iscm, kind, id string) (Result, bool, error) {
+	if m.MsgID == "" {
+		return Result{}, false, nil
+	}
+	seq, msgID, err := store.Last(ctx, events.Subject(iscm, kind, id))
+	if err != nil || seq == 0 || msgID != m.MsgID {
+		return Result{}, false, err
+	}
+	return Result{Position: seq, Version: seq, ID: id}, true, nil
+}

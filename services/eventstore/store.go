@@ -463,3 +463,13 @@ func (s *Store) PositionAt(ctx context.Context, t time.Time) (uint64, error) {
 	}
 	return lo, nil
 }
+
+// Last is the position and message id of the last event on subject (0 and
+// "" when there is none), as the stream leader holds them.
+func (s *Store) Last(ctx context.Context, subject string) (uint64, string, error) {
+	seq, hdr, err := s.lastOnLeader(ctx, subject)
+	if err != nil {
+		return 0, "", err
+	}
+	return seq, hdr.Get(jetstream.MsgIDHeader), nil
+}

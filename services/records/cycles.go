@@ -137,6 +137,9 @@ func (s *Service) cycleCommand(ctx context.Context, id, note string, closing boo
 	if len(note) > maxText {
 		return command.Result{}, &command.ValidationError{Problems: []command.FieldProblem{{Field: "note", Detail: fmt.Sprintf("is longer than %d characters", maxText)}}}
 	}
+	if res, done, err := command.Stored(ctx, s.store, m, events.SystemTenant, events.KindReviewCycles, events.ReviewCyclesID); err != nil || done {
+		return res, err
+	}
 	closed, v, err := s.closedCycles(ctx)
 	if err != nil {
 		return command.Result{}, err

@@ -187,6 +187,9 @@ func (s *Service) Create(ctx context.Context, iscm string, c events.Content, m c
 	if Singleton(kind) {
 		id = iscm
 	}
+	if res, done, err := command.Stored(ctx, s.store, m, iscm, kind, id); err != nil || done {
+		return res, err
+	}
 	res, err := command.Append(ctx, s.store, m, iscm, kind, id, events.NewRecorded(c), occurred(c), 0)
 	var conflict *eventstore.ConflictError
 	if errors.As(err, &conflict) && Singleton(kind) {
@@ -203,7 +206,7 @@ func (s *Service) Revise(ctx context.Context, iscm, kind, id string, c events.Co
 	}
 	r, err := s.existing(ctx, iscm, kind, id, m)
 	if err != nil {
-		return command.Result{}, err
+		return storedOr(err)
 	}
 	if r.Status == events.StatusWithdrawn {
 		return command.Result{}, fmt.Errorf("%w: the %s is withdrawn and can no longer change", command.ErrStateConflict, kind)
@@ -220,7 +223,27 @@ func (s *Service) Revise(ctx context.Context, iscm, kind, id string, c events.Co
 	return command.Append(ctx, s.store, m, iscm, kind, id, events.NewRevised(c), occurred(c), r.Version)
 }
 
+// errStored carries the answer of a command an earlier attempt stored.
+type errStored struct{ res command.Result }
+
+func (e *errStored) Error() string { return "already stored" }
+
+// storedOr answers an earlier attempt's result, or fails with err.
+func storedOr(err error) (command.Result, error) {
+	var st *errStored
+	if errors.As(err, &st) {
+		return st.res, nil
+	}
+	return command.Result{}, err
+}
+
 func (s *Service) existing(ctx context.Context, iscm, kind, id string, m command.Meta) (Record, error) {
+	if res, done, err := command.Stored(ctx, s.store, m, iscm, kind, id); err != nil || done {
+		if err == nil {
+			err = &errStored{res}
+		}
+		return Record{}, err
+	}
 	r, err := s.Load(ctx, iscm, kind, id)
 	if err != nil {
 		return Record{}, err
@@ -267,7 +290,7 @@ func (s *Service) Transition(ctx context.Context, iscm, kind, id, action, note s
 	}
 	r, err := s.existing(ctx, iscm, kind, id, m)
 	if err != nil {
-		return command.Result{}, err
+		return storedOr(err)
 	}
 	okFrom := false
 	for _, st := range from {
@@ -319,7 +342,7 @@ func (s *Service) ReportProgress(ctx context.Context, iscm, id, milestone string
 	}
 	r, err := s.existing(ctx, iscm, events.KindActionPlan, id, m)
 	if err != nil {
-		return command.Result{}, err
+		return storedOr(err)
 	}
 	if r.Status == events.StatusWithdrawn {
 		return command.Result{}, fmt.Errorf("%w: the action plan is withdrawn", command.ErrStateConflict)
@@ -349,6 +372,9 @@ func (s *Service) Answer(ctx context.Context, iscm string, cycle int, channel st
 	}
 	a.Channel = channel
 	id := events.QuestionnaireID(cycle, channel)
+	if res, done, err := command.Stored(ctx, s.store, m, iscm, events.KindQuestionnaire, id); err != nil || done {
+		return res, err
+	}
 	r, err := s.Load(ctx, iscm, events.KindQuestionnaire, id)
 	if err != nil {
 		return command.Result{}, err

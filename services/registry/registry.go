@@ -199,6 +199,9 @@ func (s *Service) Join(ctx context.Context, slug string, in AddMember, m command
 	if err := ps.Err(); err != nil {
 		return command.Result{}, err
 	}
+	if res, done, err := command.Stored(ctx, s.store, m, slug, events.KindISCM, slug); err != nil || done {
+		return res, err
+	}
 	a, err := s.loadRegistered(ctx, slug)
 	if err != nil {
 		return command.Result{}, err
@@ -232,6 +235,9 @@ func (s *Service) Leave(ctx context.Context, slug, state, until string, m comman
 	}
 	if err := ps.Err(); err != nil {
 		return command.Result{}, err
+	}
+	if res, done, err := command.Stored(ctx, s.store, m, slug, events.KindISCM, slug); err != nil || done {
+		return res, err
 	}
 	a, err := s.loadRegistered(ctx, slug)
 	if err != nil {
