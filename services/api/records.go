@@ -85,37 +85,29 @@ func notFoundProblem(what string) *Problem {
 }
 
 func (s *Server) createRecord(rt recordType) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		slug := r.PathValue("slug")
-		c, err := s.authorize(w, r, actWrite, slug)
-		if err != nil {
-			return err
-		}
-		body, err := readBody(r)
-		if err != nil {
-			return err
-		}
-		if err := refuseServerFields(body, rt.zero()); err != nil {
-			return err
-		}
-		content, err := rt.decode(body)
-		if err != nil {
-			return err
-		}
-		return s.command(w, r, c.Identity, rt.kind+".record", body, http.StatusCreated, func(ctx context.Context, m command.Meta) (command.Result, error) {
-			return s.d.Records.Create(ctx, slug, content, m)
-		})
-	}
+	return s.writeRecord(rt, rt.kind+".record", http.StatusCreated, func(ctx context.Context, slug, _ string, c events.Content, m command.Meta) (command.Result, error) {
+		return s.d.Records.Create(ctx, slug, c, m)
+	})
 }
 
 func (s *Server) reviseRecord(rt recordType) handlerFunc {
+	return s.writeRecord(rt, rt.kind+".revise", http.StatusOK, func(ctx context.Context, slug, id string, c events.Content, m command.Meta) (command.Result, error) {
+		return s.d.Records.Revise(ctx, slug, rt.kind, id, c, m)
+	})
+}
+
+// writeRecord is a write of a record's whole content: authorized for the
+// ISCM of the path, the body read, checked for server-owned fields and
+// decoded strictly; a revision must say which version it revises.
+func (s *Server) writeRecord(rt recordType, name string, status int,
+	do func(ctx context.Context, slug, id string, c events.Content, m command.Meta) (command.Result, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		slug, id := r.PathValue("slug"), r.PathValue("id")
 		c, err := s.authorize(w, r, actWrite, slug)
 		if err != nil {
 			return err
 		}
-		if r.Header.Get("If-Match") == "" {
+		if id != "" && r.Header.Get("If-Match") == "" {
 			return problem(http.StatusPreconditionRequired, "if-match-required", `a revision needs If-Match with the version (ETag) it revises, such as "42"`)
 		}
 		body, err := readBody(r)
@@ -129,8 +121,8 @@ func (s *Server) reviseRecord(rt recordType) handlerFunc {
 		if err != nil {
 			return err
 		}
-		return s.command(w, r, c.Identity, rt.kind+".revise", body, http.StatusOK, func(ctx context.Context, m command.Meta) (command.Result, error) {
-			return s.d.Records.Revise(ctx, slug, rt.kind, id, content, m)
+		return s.command(w, r, c.Identity, name, body, status, func(ctx context.Context, m command.Meta) (command.Result, error) {
+			return do(ctx, slug, id, content, m)
 		})
 	}
 }

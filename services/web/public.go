@@ -167,27 +167,9 @@ func (s *Server) iscmPage(w http.ResponseWriter, r *http.Request, u *user) (view
 	if _, ok := s.d.Catalog.ISCM(slug); !ok {
 		return view{}, s.notFound()
 	}
-	prof, err := s.d.RegistryQ.Get(r.Context(), slug)
+	prof, sum, sections, err := s.iscmRecords(r.Context(), u, slug, true)
 	if err != nil {
 		return view{}, err
-	}
-	sum, err := s.d.RecordsQ.Summary(r.Context(), u.visibility(), slug)
-	if err != nil {
-		return view{}, err
-	}
-	type section struct {
-		Segment, Title string
-		Items          []recordRow
-	}
-	var sections []section
-	for _, rt := range recordTypes {
-		rows, err := s.recordRows(r.Context(), u, slug, rt.kind, true)
-		if err != nil {
-			return view{}, err
-		}
-		if len(rows) > 0 {
-			sections = append(sections, section{Segment: rt.segment, Title: s.t("kind." + rt.kind), Items: rows})
-		}
 	}
 	return view{Template: "iscm", Title: prof.ShortName, Data: map[string]any{"Profile": prof, "Summary": sum, "Sections": sections, "CanWrite": u.CanWrite(slug)}}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"gcmtrack/events"
 	projrecords "gcmtrack/projections/records"
+	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 )
@@ -140,29 +141,45 @@ func (s *Server) workspace(w http.ResponseWriter, r *http.Request, u *user) (vie
 		return view{}, s.forbidden()
 	}
 	s.waitFor(r.Context(), minPos(r))
-	prof, err := s.d.RegistryQ.Get(r.Context(), slug)
+	prof, sum, sections, err := s.iscmRecords(r.Context(), u, slug, false)
 	if err != nil {
 		return view{}, err
-	}
-	sum, err := s.d.RecordsQ.Summary(r.Context(), u.visibility(), slug)
-	if err != nil {
-		return view{}, err
-	}
-	type section struct {
-		Segment, Kind string
-		Items         []recordRow
-	}
-	var sections []section
-	for _, rt := range recordTypes {
-		rows, err := s.recordRows(r.Context(), u, slug, rt.kind, false)
-		if err != nil {
-			return view{}, err
-		}
-		sections = append(sections, section{Segment: rt.segment, Kind: rt.kind, Items: rows})
 	}
 	return view{Template: "workspace", Title: s.t("ws.title", prof.ShortName), Data: map[string]any{
 		"Profile": prof, "Summary": sum, "Sections": sections, "CanWrite": u.CanWrite(slug), "Admin": u.Admin(),
 		"Flash": r.URL.Query().Get("saved") != ""}}, nil
+}
+
+// section is one record type's records on an ISCM's page.
+type section struct {
+	Segment, Kind, Title string
+	Items                []recordRow
+}
+
+// iscmRecords reads an ISCM's profile, engagement summary and records by
+// type, as the user may see them; the public page lists published records
+// of the types that have some, the workspace every type.
+func (s *Server) iscmRecords(ctx context.Context, u *user, slug string, public bool) (projregistry.Profile, projrecords.Summary, []section, error) {
+	prof, err := s.d.RegistryQ.Get(ctx, slug)
+	if err != nil {
+		return prof, projrecords.Summary{}, nil, err
+	}
+	sum, err := s.d.RecordsQ.Summary(ctx, u.visibility(), slug)
+	if err != nil {
+		return prof, sum, nil, err
+	}
+	var sections []section
+	for _, rt := range recordTypes {
+		rows, err := s.recordRows(ctx, u, slug, rt.kind, public)
+		if err != nil {
+			return prof, sum, nil, err
+		}
+		if public && len(rows) == 0 {
+			continue
+		}
+		sections = append(sections, section{Segment: rt.segment, Kind: rt.kind, Title: s.t("kind." + rt.kind), Items: rows})
+	}
+	return prof, sum, sections, nil
 }
 
 func minPos(r *http.Request) uint64 {
