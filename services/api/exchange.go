@@ -151,7 +151,7 @@ func (s *Server) recordAudit(r *http.Request, ex *exchange, route string, status
 	if ex.authenticated {
 		e.TokenID, e.Actor, e.Role, e.ISCM = ex.id.TokenID.String(), ex.id.Name, ex.id.Role, ex.id.ISCM
 	}
-	if status < 300 {
+	if status < 400 { // a page's form write answers 303 See Other
 		e.Position = ex.position
 	}
 	s.d.Audit.Record(e)
@@ -177,4 +177,20 @@ func printableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// SignedIn tells the API who a request served by the web pages comes from
+// (a session, not a bearer token), so its audit entry names the user.
+func SignedIn(r *http.Request, id auth.Identity) {
+	if ex, ok := r.Context().Value(exchangeKey).(*exchange); ok {
+		ex.resolved, ex.authenticated, ex.id = true, true, id
+	}
+}
+
+// Wrote tells the API the stream position a write from the web pages
+// reached, for its audit entry.
+func Wrote(r *http.Request, position uint64) {
+	if ex, ok := r.Context().Value(exchangeKey).(*exchange); ok {
+		ex.position = position
+	}
 }

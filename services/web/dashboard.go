@@ -7,6 +7,7 @@ import (
 	"gcmtrack/events"
 	projrecords "gcmtrack/projections/records"
 	"gcmtrack/projections/reports"
+	"gcmtrack/services/api"
 	"gcmtrack/services/command"
 )
 
@@ -72,6 +73,7 @@ func (s *Server) cycleAction(w http.ResponseWriter, r *http.Request, u *user) (v
 	if err != nil {
 		return view{}, err
 	}
+	api.Wrote(r, res.Position)
 	s.waitFor(r.Context(), res.Position)
 	return view{Redirect: "/dashboard"}, nil
 }

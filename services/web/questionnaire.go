@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"gcmtrack/events"
+	"gcmtrack/services/api"
 	"gcmtrack/services/command"
 )
 
@@ -294,7 +295,9 @@ func (s *Server) questionnaireSave(w http.ResponseWriter, r *http.Request, u *us
 	dec.DisallowUnknownFields()
 	err = dec.Decode(&a)
 	if err == nil {
-		_, err = s.d.Records.Answer(r.Context(), slug, cycle, ch, a, draft, command.Meta{Actor: u.Actor(), CorrelationID: "web", IfMatch: &version})
+		var res command.Result
+		res, err = s.d.Records.Answer(r.Context(), slug, cycle, ch, a, draft, command.Meta{Actor: u.Actor(), CorrelationID: "web", IfMatch: &version})
+		api.Wrote(r, res.Position)
 	}
 	if err != nil {
 		if fe, ok := fieldErrors(err); ok {

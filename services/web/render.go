@@ -51,6 +51,9 @@ func (s *Server) page(pattern string, h pageHandler) {
 		if err != nil {
 			return err
 		}
+		if u != nil {
+			api.SignedIn(r, u.Identity) // the audit log names the user
+		}
 		if r.Method == http.MethodPost && r.URL.Path != "/signin" {
 			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 			if err := r.ParseForm(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
 	"gcmtrack/services/api"
+	"gcmtrack/services/audit"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
@@ -42,6 +44,8 @@ type site struct {
 	tokens *auth.Store
 	admin  string
 	sec    string // puebla-process secretariat
+	audit  *audit.Log
+	pool   *pgxpool.Pool
 }
 
 func newSite(t *testing.T) *site {
@@ -95,22 +99,24 @@ func newSite(t *testing.T) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiH := api.New(api.Deps{Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(pool),
-		Records: recSvc, RecordsQ: projrecords.NewQueries(pool), Reports: reports.NewStore(pool), Store: store, Pool: pool})
 	pages, err := New(Deps{Catalog: cat, Pool: pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(pool),
 		RegistryQ: projregistry.NewQueries(pool), Reports: reports.NewStore(pool), PositionAt: store.PositionAt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", apiH)
-	mux.Handle("/", pages)
-	srv := httptest.NewServer(mux)
+	// The pages are served as gcmtrack run serves them: behind the API's
+	// limits, headers and audit log.
+	auditLog := audit.Open(pool, audit.Config{})
+	t.Cleanup(func() { _ = auditLog.Close(context.Background()) })
+	apiH := api.New(api.Deps{Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(pool),
+		Records: recSvc, RecordsQ: projrecords.NewQueries(pool), Reports: reports.NewStore(pool), Store: store, Pool: pool,
+		Pages: pages, Audit: auditLog})
+	srv := httptest.NewServer(apiH)
 	t.Cleanup(srv.Close)
 	// Wait until the projections have applied the registrations.
 	last, _ := store.LastPosition(ctx)
 	pages.waitFor(ctx, last)
-	return &site{srv: srv, store: store, tokens: tokens, admin: admin, sec: sec}
+	return &site{srv: srv, store: store, tokens: tokens, admin: admin, sec: sec, audit: auditLog, pool: pool}
 }
 
 // browser is a cookie-keeping client that does not follow redirects.
@@ -328,5 +334,39 @@ func TestQuestionnaireStepsSaveADraftThenSubmit(t *testing.T) {
 				t.Fatalf("answers after all steps = %+v", a)
 			}
 		}
+	}
+}
+
+func TestFormWritesAreAuditedUnderTheSignedInUser(t *testing.T) {
+	s := newSite(t)
+	b := s.browser(t)
+	b.signin(s.sec)
+	form := url.Values{"kind": {"human"}, "description": {"Secretariat staff time"}}
+	form.Set("csrf", b.csrf("/workspace/puebla-process/resources/new"))
+	if st, body, _ := b.post("/workspace/puebla-process/resources/new", form); st != http.StatusSeeOther {
+		t.Fatalf("form: %d %s", st, body)
+	}
+	if st, _, _ := b.post("/workspace/puebla-process/resources/new", url.Values{"kind": {"human"}}); st != http.StatusForbidden {
+		t.Fatalf("post without CSRF: %d", st)
+	}
+	if err := s.audit.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.pool.Query(context.Background(), `SELECT actor, role, status, position FROM auth.audit WHERE method = 'POST' AND path = '/workspace/puebla-process/resources/new' ORDER BY at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type entry struct {
+		Actor, Role string
+		Status      int
+		Position    *int64
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[entry])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Actor != "RCM secretariat" || got[0].Role != "secretariat" || got[0].Status != http.StatusSeeOther ||
+		got[0].Position == nil || uint64(*got[0].Position) != s.last(t) || got[1].Status != http.StatusForbidden {
+		t.Fatalf("audit entries = %+v", got)
 	}
 }

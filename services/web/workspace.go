@@ -11,6 +11,7 @@ import (
 	"gcmtrack/events"
 	projrecords "gcmtrack/projections/records"
 	projregistry "gcmtrack/projections/registry"
+	"gcmtrack/services/api"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 )
@@ -287,6 +288,7 @@ func (s *Server) recordSave(w http.ResponseWriter, r *http.Request, u *user) (vi
 		}
 		return view{}, err
 	}
+	api.Wrote(r, res.Position)
 	return view{Redirect: "/workspace/" + slug + "/" + rt.segment + "/" + url.PathEscape(res.ID) + "?min_position=" + strconv.FormatUint(res.Position, 10)}, nil
 }
 
@@ -338,6 +340,7 @@ func (s *Server) recordAction(w http.ResponseWriter, r *http.Request, u *user) (
 	if err != nil {
 		return view{}, err
 	}
+	api.Wrote(r, res.Position)
 	back := safeNext(r.PostFormValue("back"))
 	if back == "" {
 		back = "/workspace/" + slug + "/" + rt.segment + "/" + url.PathEscape(id)
