@@ -164,9 +164,9 @@ func decodeCursor(c string) (int64, string, error) {
 	return pos, id, nil
 }
 
-const listSQL = `
-SELECT ` + recordCols + ` FROM records.records
-WHERE ` + visible + `
+// filterSQL is a Filter's conditions on the arguments $3 to $14, in the
+// order filterArgs gives them (after the Visibility's $1 and $2).
+const filterSQL = `
   AND ($3 = '' OR iscm = $3)
   AND ($4 = '' OR kind = $4)
   AND ($5 = 0 OR objectives @> ARRAY[$5::int])
@@ -178,7 +178,16 @@ WHERE ` + visible + `
   AND ($11 = '' OR source = $11)
   AND ($12 = '' OR states @> ARRAY[$12::text])
   AND ($13::date IS NULL OR coalesce(date_to, date_from) >= $13::date)
-  AND ($14::date IS NULL OR date_from <= $14::date)
+  AND ($14::date IS NULL OR date_from <= $14::date)`
+
+func filterArgs(vis Visibility, f Filter) []any {
+	return []any{vis.All, vis.ISCM, f.ISCM, f.Kind, f.Objective, f.Principle, f.Theme,
+		f.Subkind, f.Category, f.Status, f.Source, f.State, f.From, f.To}
+}
+
+const listSQL = `
+SELECT ` + recordCols + ` FROM records.records
+WHERE ` + visible + filterSQL + `
   AND ($15 = 0 OR (created_position, id) < ($15, $16))
 ORDER BY created_position DESC, id DESC
 LIMIT $17`
@@ -193,8 +202,7 @@ func (q *Queries) List(ctx context.Context, vis Visibility, f Filter) (Page[Reco
 	if limit <= 0 || limit > MaxLimit {
 		limit = 50
 	}
-	rows, err := q.pool.Query(ctx, listSQL, vis.All, vis.ISCM, f.ISCM, f.Kind, f.Objective, f.Principle, f.Theme,
-		f.Subkind, f.Category, f.Status, f.Source, f.State, f.From, f.To, pos, id, limit+1)
+	rows, err := q.pool.Query(ctx, listSQL, append(filterArgs(vis, f), pos, id, limit+1)...)
 	if err != nil {
 		return Page[Record]{}, fmt.Errorf("list records: %w", err)
 	}
@@ -561,27 +569,14 @@ SELECT iscm, kind, id, status, source, coalesce(questionnaire, ''), coalesce(cyc
        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
        coalesce(to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), ''), content::text
 FROM records.records
-WHERE ` + visible + `
-  AND ($3 = '' OR iscm = $3)
-  AND ($4 = '' OR kind = $4)
-  AND ($5 = 0 OR objectives @> ARRAY[$5::int])
-  AND ($6 = 0 OR principles @> ARRAY[$6::int])
-  AND ($7 = '' OR themes @> ARRAY[$7::text])
-  AND ($8 = '' OR subkind = $8)
-  AND ($9 = '' OR category = $9)
-  AND ($10 = '' OR status = $10)
-  AND ($11 = '' OR source = $11)
-  AND ($12 = '' OR states @> ARRAY[$12::text])
-  AND ($13::date IS NULL OR coalesce(date_to, date_from) >= $13::date)
-  AND ($14::date IS NULL OR date_from <= $14::date)
+WHERE ` + visible + filterSQL + `
 ORDER BY created_position, id`
 
 // Export streams every matching record as a row of ExportColumns, oldest
 // first, without holding them in memory: rows go to fn as PostgreSQL sends
 // them.
 func (q *Queries) Export(ctx context.Context, vis Visibility, f Filter, fn func(row []string) error) error {
-	rows, err := q.pool.Query(ctx, exportSQL, vis.All, vis.ISCM, f.ISCM, f.Kind, f.Objective, f.Principle, f.Theme,
-		f.Subkind, f.Category, f.Status, f.Source, f.State, f.From, f.To)
+	rows, err := q.pool.Query(ctx, exportSQL, filterArgs(vis, f)...)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
