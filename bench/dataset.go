@@ -140,8 +140,10 @@ type dataSet struct {
 // catalog's registrations and the first viaCommands membership changes
 // through the registry service (the product's command path), the rest as
 // envelopes published asynchronously with the headers the event store
-// sets, chaining each aggregate's expected last sequence.
-func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint64) (dataSet, error) {
+// sets, chaining each aggregate's expected last sequence. The rest are
+// membership changes only, or with mixed the whole mix of what ISCMs
+// record (see mix).
+func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint64, mixed bool) (dataSet, error) {
 	start := time.Now()
 	cat := catalog.Default()
 	js, err := jetstream.New(nc)
@@ -170,7 +172,12 @@ func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint6
 	ds.ViaCommands = registered + viaCommands
 	bulk := n - registered - viaCommands
 	if bulk > 0 {
-		bytes, err := publishBulk(ctx, nc, store, cat, g, bulk, nil)
+		var bytes int64
+		if mixed {
+			bytes, err = publishEnvelopes(ctx, nc, store, cat, bulk, newMix(g).next)
+		} else {
+			bytes, err = publishBulk(ctx, nc, store, cat, g, bulk, nil)
+		}
 		if err != nil {
 			return dataSet{}, err
 		}
@@ -221,16 +228,23 @@ func runCommands(ctx context.Context, svc *registry.Service, cat *catalog.Catalo
 	return eg.Wait()
 }
 
-// publishBulk publishes count more decisions, from next or else from the
-// generator, asynchronously with the event type, message id, expected
-// stream and expected last subject sequence headers of
-// eventstore.Store.Append. Nothing else writes to the stream meanwhile, so
-// each message's position is known in advance and the chain of expected
-// sequences holds. It returns the bytes of payload written.
+// publishBulk publishes count more membership decisions, from next or else
+// from the generator, as publishEnvelopes does.
 func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, g *generator, count int, next func() decision) (int64, error) {
 	if next == nil {
 		next = g.next
 	}
+	return publishEnvelopes(ctx, nc, store, cat, count, func() (events.Envelope, error) { return g.envelope(next()) })
+}
+
+// publishEnvelopes publishes count envelopes drawn from next asynchronously
+// with the event type, message id, expected stream and expected last
+// subject sequence headers of eventstore.Store.Append. Nothing else writes
+// to the stream meanwhile, so each message's position is known in advance
+// and the chain of expected sequences holds: the ISCM aggregates start at
+// their version in the stream, every other subject at 0 (new). It returns
+// the bytes of payload written.
+func publishEnvelopes(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, count int, next func() (events.Envelope, error)) (int64, error) {
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -251,9 +265,10 @@ func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, ca
 	if err != nil {
 		return 0, err
 	}
-	lastOf := make([]uint64, len(cat.ISCMs))
-	for i, c := range cat.ISCMs {
-		if lastOf[i], err = store.Version(ctx, events.Subject(c.Slug, events.KindISCM, c.Slug)); err != nil {
+	lastOf := map[string]uint64{}
+	for _, c := range cat.ISCMs {
+		subject := events.Subject(c.Slug, events.KindISCM, c.Slug)
+		if lastOf[subject], err = store.Version(ctx, subject); err != nil {
 			return 0, err
 		}
 	}
@@ -270,8 +285,7 @@ func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, ca
 				return 0, err
 			}
 		}
-		d := next()
-		env, err := g.envelope(d)
+		env, err := next()
 		if err != nil {
 			return 0, err
 		}
@@ -280,17 +294,18 @@ func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, ca
 			return 0, err
 		}
 		bytes += int64(len(data))
-		msg := &nats.Msg{Subject: env.Subject(), Data: data, Header: nats.Header{}}
+		subject := env.Subject()
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 		msg.Header.Set(events.HeaderEventType, env.Type)
 		_, err = js.PublishMsgAsync(msg,
 			jetstream.WithExpectStream(events.StreamName),
-			jetstream.WithExpectLastSequencePerSubject(lastOf[d.iscm]),
+			jetstream.WithExpectLastSequencePerSubject(lastOf[subject]),
 			jetstream.WithMsgID(env.ID.String()))
 		if err != nil {
 			return 0, fmt.Errorf("async publish: %w", err)
 		}
 		pos++
-		lastOf[d.iscm] = pos
+		lastOf[subject] = pos
 	}
 	select {
 	case <-js.PublishAsyncComplete():

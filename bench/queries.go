@@ -45,7 +45,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 		return nil, err
 	}
 	q := &queryStack{st: st, db: db, close: func() { st.stop(); db.close() }}
-	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed); err != nil {
+	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed, false); err != nil {
 		q.close()
 		return nil, fmt.Errorf("generate %d events: %w", events, err)
 	}

@@ -216,7 +216,7 @@ func (r *runner) replayStreams(ctx context.Context) (*natsNode, *natsNode, error
 		return nil, nil, err
 	}
 	r.logf("generating the replay stream: %d events", n)
-	ds, err := generate(ctx, node.nc, n, min(r.cfg.CommandEvents, n/10), r.cfg.Seed)
+	ds, err := generate(ctx, node.nc, n, min(r.cfg.CommandEvents, n/10), r.cfg.Seed, true)
 	if err != nil {
 		node.close()
 		return nil, nil, fmt.Errorf("generate the replay stream: %w", err)
@@ -228,13 +228,15 @@ func (r *runner) replayStreams(ctx context.Context) (*natsNode, *natsNode, error
 		node.close()
 		return nil, nil, err
 	}
-	if _, err := generate(ctx, small.nc, n/10, min(r.cfg.CommandEvents, n/100), r.cfg.Seed); err != nil {
+	if _, err := generate(ctx, small.nc, n/10, min(r.cfg.CommandEvents, n/100), r.cfg.Seed, true); err != nil {
 		node.close()
 		small.close()
 		return nil, nil, fmt.Errorf("generate the N/10 stream: %w", err)
 	}
 	r.rep.Conditions = append(r.rep.Conditions, fmt.Sprintf(
-		"replay stream: N=%d events (iscm.registered, iscm.member_joined, iscm.member_left over the catalog's 30 ISCMs and ~250 States); "+
+		"replay stream: N=%d events over the catalog's 30 ISCMs and ~250 States: iscm.registered, then about 15%% membership changes, 24%% records created "+
+			"(55%% activities, one position per ISCM, agenda items, partnerships, submissions, action plans, hindering factors, resources, expansions), 13%% revisions, "+
+			"18%% submissions, 18%% publications, 2%% withdrawals, 7%% milestone progress, 3%% questionnaire answers for the 2018–2026 cycles (a third saved as drafts); "+
 			"%d written through the registry service (RegisterCatalog, Join, Leave), %d as envelopes published asynchronously (window %d) with the event store's headers; "+
 			"%.0f bytes per envelope on average; written with default sync (it is setup), read through in-process connections",
 		ds.Events, ds.ViaCommands, ds.ViaAsync, asyncWindow, ds.AvgBytes))

@@ -75,6 +75,11 @@ func createBuild(ctx context.Context, tx pgx.Tx, p Projection, status string) (b
 	if err := p.Setup(ctx, tx); err != nil {
 		return build{}, fmt.Errorf("set up %s: %w", b.schema, err)
 	}
+	if status == statusActive {
+		if err := createIndexes(ctx, tx, p); err != nil {
+			return build{}, fmt.Errorf("set up %s: %w", b.schema, err)
+		}
+	}
 	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO DEFAULT"); err != nil {
 		return build{}, err
 	}
@@ -129,9 +134,32 @@ func collectNames(ctx context.Context, q querier, sql string, arg string) ([]str
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// createIndexes creates the indexes a projection defers while it is built.
+// The caller has set the search_path to the build's schema.
+func createIndexes(ctx context.Context, tx pgx.Tx, p Projection) error {
+	ix, ok := p.(Indexer)
+	if !ok {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, ix.Indexes()); err != nil {
+		return fmt.Errorf("create indexes: %w", err)
+	}
+	return nil
+}
+
 // activate makes b the active build of its projection and retires the one
-// before it, switching the views in the same transaction.
-func activate(ctx context.Context, tx pgx.Tx, b build) error {
+// before it, switching the views in the same transaction. A build's
+// deferred indexes are created first, in the same transaction.
+func activate(ctx context.Context, tx pgx.Tx, p Projection, b build) error {
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{b.schema}.Sanitize()+", public"); err != nil {
+		return err
+	}
+	if err := createIndexes(ctx, tx, p); err != nil {
+		return fmt.Errorf("activate %s: %w", b.schema, err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO DEFAULT"); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('gcm.projection_builds'))`); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -318,4 +319,60 @@ func TestNewVersionBuildsAlongsideAndSwitches(t *testing.T) {
 	}
 	f.joinMany(t, 5)
 	waitFor(t, 20*time.Second, "v2 to follow the stream", func() bool { return f.position(t, "seen") == 45 })
+}
+
+// indexedSeen defers an index until its build is activated.
+type indexedSeen struct{ seen }
+
+func (p *indexedSeen) Indexes() string { return `CREATE INDEX seen_state ON seen (state)` }
+
+// indexesOf lists the indexes of the seen table in a build's schema.
+func (f *fixture) indexesOf(t *testing.T, generation int) []string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'seen' ORDER BY 1`,
+		fmt.Sprintf("p_seen_%d", generation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func TestDeferredIndexesComeWithActivation(t *testing.T) {
+	f := setup(t)
+	f.joinMany(t, 30)
+	// A first build, created active and empty, has its indexes at once.
+	stop := start(t, f, Config{}, &indexedSeen{seen{version: 1}})
+	if got := f.indexesOf(t, 1); !slices.Equal(got, []string{"seen_pkey", "seen_state"}) {
+		t.Fatalf("active build created with indexes %v", got)
+	}
+	waitFor(t, 20*time.Second, "v1 to reach 30", func() bool { return f.position(t, "seen") == 30 })
+	stop()
+	// A rebuild replays without the deferred index and creates it in the
+	// transaction that activates the build.
+	p := &indexedSeen{seen{version: 2}}
+	e := New(f.pool, f.stream, Config{BatchSize: 10, Standby: 50 * time.Millisecond}, p)
+	if err := e.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.indexesOf(t, 2); !slices.Equal(got, []string{"seen_pkey"}) {
+		t.Fatalf("building generation created with indexes %v, want only its primary key", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = e.Run(ctx) }()
+	waitFor(t, 20*time.Second, "v2 to become active", func() bool {
+		var v int
+		err := f.pool.QueryRow(context.Background(), `SELECT version FROM gcm.projection_builds WHERE name = 'seen' AND status = 'active'`).Scan(&v)
+		return err == nil && v == 2
+	})
+	if got := f.indexesOf(t, 2); !slices.Equal(got, []string{"seen_pkey", "seen_state"}) {
+		t.Fatalf("activated build has indexes %v", got)
+	}
+	if got := len(f.rows(t)); got != 30 {
+		t.Fatalf("v2 serves %d rows, want 30", got)
+	}
 }

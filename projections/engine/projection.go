@@ -44,6 +44,17 @@ type Filter interface {
 	Handles(eventType string) bool
 }
 
+// Indexer is implemented by projections whose secondary indexes can wait
+// for the end of a replay: a generation being built catches up without them
+// and creates them (and gathers planner statistics) in the transaction that
+// activates it, which costs far less than keeping them up to date event by
+// event. An active generation created empty has them from the start.
+// Indexes runs with the build's schema first on the search_path; the
+// indexes Apply's own reads rely on belong in Setup.
+type Indexer interface {
+	Indexes() string
+}
+
 // Transient reports whether err may go away by itself (the database
 // restarting, a dropped connection, a serialization failure), so the batch is
 // retried rather than its events parked.

@@ -181,7 +181,7 @@ func (r *runner) maybeActivate(ctx context.Context, conn *pgxpool.Conn) (bool, e
 	if r.position.Load() < last {
 		return false, nil
 	}
-	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return activate(ctx, tx, r.b) }); err != nil {
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return activate(ctx, tx, r.p, r.b) }); err != nil {
 		return false, fmt.Errorf("activate %s generation %d: %w", r.b.name, r.b.generation, err)
 	}
 	r.b.status = statusActive
