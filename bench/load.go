@@ -164,5 +164,17 @@ func (r *runner) loadRows(ctx context.Context) []Row {
 			Median(raw), Median(ld), Median(fl))
 	}
 	load.Notes = append(load.Notes, disturbance(cpus, nil)+" (both sides alternate within each repetition)")
+	// Untimed loads under the profiler, when profiling is on.
+	err = r.profile("cpu-load-product.pprof", func() error {
+		for range 20 {
+			if _, err := store.Load(ctx, slug, events.KindISCM, slug); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return result(fmt.Errorf("profile the load: %w", err))
+	}
 	return result(nil)
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,26 +250,31 @@ func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64
 	if version == 0 {
 		return nil, 0, nil
 	}
-	var out []events.Record
 	if from > version {
 		return nil, version, nil
 	}
 	// Most aggregates hold a few events: one batched direct get reads them
-	// without creating anything on the server. A long history is streamed
-	// through an ordered consumer, removed when done.
-	recs, err := s.directBatch(ctx, subject, from, version)
+	// without creating anything on the server.
+	out, err := s.directBatch(ctx, subject, from, version)
 	if err != nil {
 		return nil, 0, fmt.Errorf("load %s: %w", subject, err)
 	}
-	out = append(out, recs...)
 	// What the batch did not reach (a long history, or a replica behind the
-	// leader) comes through an ordered consumer, which the leader serves.
-	if n := len(recs); n == 0 || recs[n-1].Position < version {
+	// leader) comes through an ordered consumer, which the leader serves and
+	// which is removed when done. Per message, it costs the server and this
+	// client less than direct gets, whose answers carry six more headers.
+	if n := len(out); n == 0 || out[n-1].Position < version {
 		next := from
 		if n > 0 {
-			next = recs[n-1].Position + 1
+			next = out[n-1].Position + 1
 		}
-		err := s.read(ctx, []string{subject}, next, version, func(r events.Record) error {
+		err := s.readPending(ctx, []string{subject}, next, version, func(r events.Record, pending uint64) error {
+			if len(out) == cap(out) {
+				// The consumer says how many messages remain: room for
+				// all of them at once (pending may count events appended
+				// after version; the read stops at version).
+				out = slices.Grow(out, int(min(pending, version-r.Position))+1)
+			}
 			out = append(out, r)
 			return nil
 		})
@@ -282,8 +288,15 @@ func (s *Store) LoadFrom(ctx context.Context, iscm, kind, id string, from uint64
 	return out, version, nil
 }
 
-// directBatchSize is how many messages one direct read asks for.
-const directBatchSize = 1000
+// directBatchSize is how many messages one direct read asks for: enough
+// for most aggregates. Longer histories continue through an ordered
+// consumer, cheaper per message than further direct gets, so a larger batch
+// would only slow them down.
+const directBatchSize = 128
+
+// numPendingHeader carries, on each message of a batched direct get, how
+// many more messages match the request in the stream.
+const numPendingHeader = "Nats-Num-Pending"
 
 // directBatch reads up to directBatchSize messages of one subject from
 // position from on, up to position to, with one batched direct get: no
@@ -337,7 +350,13 @@ func (s *Store) directBatch(ctx context.Context, subject string, from, to uint64
 		if err != nil {
 			return nil, fmt.Errorf("position %d: %w", seq, err)
 		}
-		out = append(out, events.Record{Position: seq, Subject: msg.Header.Get(jetstream.SubjectHeader), Envelope: env})
+		if out == nil {
+			// The first answer says how many more match: size the
+			// result for them, and for what a consumer will add.
+			pending, _ := strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
+			out = make([]events.Record, 0, int(min(pending, to-seq))+1)
+		}
+		out = append(out, events.Record{Position: seq, Subject: subject, Envelope: env})
 		if seq >= to {
 			// Drain nothing more: the batch may hold later messages the
 			// caller did not ask for; the unsubscribe drops them.
@@ -374,6 +393,12 @@ func (s *Store) ReadAll(ctx context.Context, from uint64, fn func(events.Record)
 // read delivers the messages on subjects (all when nil) with sequence in
 // [from, to] through an ordered consumer, which keeps no server state.
 func (s *Store) read(ctx context.Context, subjects []string, from, to uint64, fn func(events.Record) error) error {
+	return s.readPending(ctx, subjects, from, to, func(r events.Record, _ uint64) error { return fn(r) })
+}
+
+// readPending is read that also tells fn how many messages on subjects the
+// stream holds after each one.
+func (s *Store) readPending(ctx context.Context, subjects []string, from, to uint64, fn func(r events.Record, pending uint64) error) error {
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
@@ -404,11 +429,15 @@ func (s *Store) read(ctx context.Context, subjects []string, from, to uint64, fn
 		if err != nil {
 			return fmt.Errorf("next: %w", err)
 		}
-		rec, err := Decode(msg)
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		rec, err := decode(msg, md)
 		if err != nil {
 			return err
 		}
-		if err := fn(rec); err != nil {
+		if err := fn(rec, md.NumPending); err != nil {
 			return err
 		}
 		if rec.Position >= to {
@@ -423,6 +452,12 @@ func Decode(msg jetstream.Msg) (events.Record, error) {
 	if err != nil {
 		return events.Record{}, fmt.Errorf("message metadata: %w", err)
 	}
+	return decode(msg, md)
+}
+
+// decode turns a stream message, whose metadata the caller has read, into
+// a record.
+func decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (events.Record, error) {
 	env, err := events.Unmarshal(msg.Data())
 	if err != nil {
 		return events.Record{}, fmt.Errorf("position %d: %w", md.Sequence.Stream, err)

@@ -15,7 +15,7 @@ import (
 	"gcmtrack/events"
 )
 
-func openStore(t *testing.T) *Store {
+func openStore(t testing.TB) *Store {
 	t.Helper()
 	_, nc := testenv.NATS(t)
 	js, err := jetstream.New(nc)
