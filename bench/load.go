@@ -133,7 +133,7 @@ func (r *runner) loadRows(ctx context.Context) []Row {
 			}
 			raw = append(raw, Millis(time.Since(start)))
 			// The baseline cleans up after itself, off the clock; the
-			// product's loads leave their consumers to expire.
+			// product's loads remove their consumers within their time.
 			if err := store.Stream().DeleteConsumer(ctx, consumer); err != nil {
 				return result(fmt.Errorf("delete the raw reader's consumer: %w", err))
 			}
