@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 )
 
 // Verified tokens are kept in memory while a listener connection to
@@ -168,6 +170,11 @@ func (s *Store) Listen(ctx context.Context, logger *slog.Logger) {
 func (s *Store) listen(ctx context.Context) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	cfg.RuntimeParams["application_name"] = listenerApplication
+	// The wait for a notification ends every listenPing: a deadline on the
+	// socket ends it, never a cancel request (a new connection each time).
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
@@ -179,7 +186,10 @@ func (s *Store) listen(ctx context.Context) error {
 		defer cancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+tokensChannel); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = conn.Exec(lctx, "LISTEN "+tokensChannel)
+	cancel()
+	if err != nil {
 		return err
 	}
 	s.cache.setListening(true, time.Now())
