@@ -419,11 +419,22 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 			rows = append(rows, row)
 		}
 	}
-	if err := r.profile("cpu-append-fsync-always.pprof", func() error {
-		_, err := r.appendProduct(ctx, db, stackOptions{syncAlways: true}, false)
-		return err
-	}); err != nil {
-		rows[0].Err = "profile: " + err.Error()
+	for i, syncAlways := range []bool{true, false} {
+		name := "cpu-append-fsync-always.pprof"
+		if !syncAlways {
+			name = "cpu-append-fsync-default.pprof"
+		}
+		if err := r.profile(name, func() error {
+			_, err := r.appendProduct(ctx, db, stackOptions{syncAlways: syncAlways}, false)
+			return err
+		}); err != nil {
+			// The fsync-default row follows the two fsync-always ones.
+			row := 0
+			if i == 1 && len(rows) > 2 {
+				row = 2
+			}
+			rows[row].Err = "profile: " + err.Error()
+		}
 	}
 	return rows
 }

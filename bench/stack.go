@@ -157,8 +157,13 @@ func (r *runner) startStack(ctx context.Context, db *apiDatabase, o stackOptions
 		}
 		return db.pool.Ping(ctx)
 	}
+	tokens := auth.NewStore(db.pool)
+	lctx, stopListen := context.WithCancel(ctx)
+	listening := make(chan struct{})
+	go func() { defer close(listening); tokens.Listen(lctx, log.With("component", "auth")) }()
+	closers = append(closers, func() { stopListen(); <-listening })
 	handler := api.New(api.Deps{
-		Catalog: cat, Auth: auth.NewStore(db.pool), Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(db.pool),
+		Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(db.pool),
 		Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(db.pool),
 		Reports: reports.NewStore(db.pool), Store: store,
 		Pool: db.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: ready,

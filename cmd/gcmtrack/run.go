@@ -107,6 +107,9 @@ func cmdRun(ctx context.Context, args []string) error {
 			}
 		}
 		tokens := auth.NewStore(p.pool)
+		// Verified tokens are kept in memory while a listener hears of
+		// every revocation; without it, every request reads the table.
+		g.Go(func() error { tokens.Listen(gctx, log.With("component", "auth")); return nil })
 		auditLog := audit.Open(p.pool, audit.Config{Registerer: reg, Logger: log.With("component", "audit")})
 		// Deferred after p.close: it runs first, once the HTTP server has
 		// stopped, and writes what is still buffered.

@@ -91,6 +91,7 @@ func newStack(t testing.TB, opts ...func(*Deps)) *stack {
 	go func() { defer close(done); _ = eng.Run(ectx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	tokens := auth.NewStore(pool)
+	listenTokens(t, tokens)
 	admin, _, err := tokens.Create(ctx, auth.NewToken{Name: "test admin", Role: auth.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +122,21 @@ func newStack(t testing.TB, opts ...func(*Deps)) *stack {
 	t.Cleanup(srv.Close)
 	return &stack{srv: srv, store: store, admin: admin, secret: sec, secret2: sec2, monitor: mon, api: s,
 		deps: d, tokens: tokens, audit: auditLog}
+}
+
+// listenTokens keeps verified tokens in memory until the test ends, as
+// `gcmtrack run` does, once the listener is connected.
+func listenTokens(t testing.TB, tokens *auth.Store) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tokens.Listen(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for start := time.Now(); !tokens.Caching(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the token listener did not connect within 5s")
+		}
+	}
 }
 
 type response struct {

@@ -119,14 +119,17 @@ type NewToken struct {
 	Secret string
 }
 
-// Store keeps tokens in PostgreSQL.
+// Store keeps tokens in PostgreSQL. While Listen runs, it also keeps the
+// tokens it verified in memory (see Listen).
 type Store struct {
-	pool *pgxpool.Pool
+	pool        *pgxpool.Pool
+	cache       tokenCache
+	listenRetry time.Duration
 }
 
 // NewStore returns a store on pool; the auth migrations must have been
 // applied.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, listenRetry: listenRetry} }
 
 // tokenColumns is what scanToken reads, in order.
 const tokenColumns = `id, name, role, coalesce(iscm, ''), created_at, expires_at, revoked_at, last_used_at`
@@ -257,9 +260,10 @@ func (s *Store) List(ctx context.Context) ([]Token, error) {
 }
 
 // Revoke revokes the token whose id is idOrPrefix, or starts with it (at
-// least 8 hex digits; hyphens are ignored). It takes effect at once, since
-// Verify reads the table on every call. Revoking a revoked token keeps the
-// original revocation time.
+// least 8 hex digits; hyphens are ignored). It takes effect at once in this
+// process, and in the others as soon as PostgreSQL delivers the
+// notification its transaction sends (see Listen). Revoking a revoked token
+// keeps the original revocation time.
 func (s *Store) Revoke(ctx context.Context, idOrPrefix string) (Token, error) {
 	prefix, err := idPrefix(idOrPrefix)
 	if err != nil {
@@ -288,6 +292,9 @@ func (s *Store) Revoke(ctx context.Context, idOrPrefix string) (Token, error) {
 			WHERE id = $1 RETURNING `+tokenColumns, ids[0]))
 		return err
 	})
+	// Whatever the outcome, this process's cache must not outlive a
+	// revocation that may have committed.
+	s.cache.invalidate()
 	if err != nil {
 		return Token{}, fmt.Errorf("revoke token: %w", err)
 	}
@@ -314,31 +321,46 @@ func idPrefix(s string) (string, error) {
 
 // Verify returns the identity of a live token's secret, or ErrInvalidToken.
 // The lookup is by the secret's hash through a unique index, so no secret
-// comparison happens in Go where its timing could leak.
+// comparison happens in Go where its timing could leak. While Listen keeps
+// the cache, a token verified in the last minute is answered from memory,
+// its expiry checked against the clock.
 func (s *Store) Verify(ctx context.Context, secret string) (Identity, error) {
 	if secret == "" {
 		return Identity{}, fmt.Errorf("verify token: %w", ErrInvalidToken)
 	}
 	h := hash(secret)
+	now := time.Now()
+	if id, ok := s.cache.get(h, now); ok {
+		return id, nil
+	}
+	gen, cacheable := s.cache.begin(now)
 	// One round trip: find the live token and, when its last use is older
 	// than lastUsedEvery, record this one. Recent uses write nothing.
 	var id Identity
+	var expires *time.Time
 	err := s.pool.QueryRow(ctx, `
 		WITH t AS (
-			SELECT id, name, role, iscm, last_used_at FROM auth.tokens
+			SELECT id, name, role, iscm, expires_at, last_used_at FROM auth.tokens
 			WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 		), touched AS (
 			UPDATE auth.tokens SET last_used_at = now() FROM t
 			WHERE auth.tokens.id = t.id
 			  AND (t.last_used_at IS NULL OR t.last_used_at < now() - $2::bigint * interval '1 microsecond')
 		)
-		SELECT id, name, role, coalesce(iscm, '') FROM t`,
-		h[:], lastUsedEvery.Microseconds()).Scan(&id.TokenID, &id.Name, &id.Role, &id.ISCM)
+		SELECT id, name, role, coalesce(iscm, ''), expires_at FROM t`,
+		h[:], lastUsedEvery.Microseconds()).Scan(&id.TokenID, &id.Name, &id.Role, &id.ISCM, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Identity{}, fmt.Errorf("verify token: %w", ErrInvalidToken)
 	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("verify token: %w", err)
+	}
+	if cacheable {
+		e := cachedToken{id: id, read: now}
+		if expires != nil {
+			e.expires = *expires
+		}
+		s.cache.put(h, gen, e)
 	}
 	return id, nil
 }

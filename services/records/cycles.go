@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,10 +11,13 @@ import (
 
 	"gcmtrack/events"
 	"gcmtrack/services/command"
+	"gcmtrack/services/eventstore"
 )
 
-// cycles caches the review-cycles aggregate; every use checks its version
-// against the stream (one direct read) and reloads it only when it moved.
+// cycles caches the review-cycles aggregate. The check of a record's date
+// against the closed cycles asks the stream leader for the aggregate's
+// version every time and reloads it only when it moved; the cycle commands
+// themselves decide on the cached aggregate first (cycleCommand).
 type cycles struct {
 	mu      sync.Mutex
 	version uint64
@@ -140,6 +144,34 @@ func (s *Service) cycleCommand(ctx context.Context, id, note string, closing boo
 	if res, done, err := command.Stored(ctx, s.store, m, events.SystemTenant, events.KindReviewCycles, events.ReviewCyclesID); err != nil || done {
 		return res, err
 	}
+	decide := func(closed map[string]events.Cycle) (events.Payload, error) {
+		_, isClosed := closed[id]
+		switch {
+		case closing && isClosed:
+			return nil, fmt.Errorf("%w: %s is already closed", command.ErrStateConflict, id)
+		case !closing && !isClosed:
+			return nil, fmt.Errorf("%w: %s is not closed", command.ErrStateConflict, id)
+		case closing:
+			return events.CycleClosed{Cycle: id, Note: note}, nil
+		default:
+			return events.CycleReopened{Cycle: id, Note: note}, nil
+		}
+	}
+	// First on the cached aggregate, with its version as the expected one:
+	// if the aggregate moved on, nothing is stored and the command is
+	// decided again on the leader's version below, as is a refusal, which
+	// the cached aggregate alone may not justify.
+	s.cycles.mu.Lock()
+	closed, v, cached := s.cycles.closed, s.cycles.version, s.cycles.closed != nil
+	s.cycles.mu.Unlock()
+	if cached && (m.IfMatch == nil || *m.IfMatch == v) {
+		if p, err := decide(closed); err == nil {
+			res, err := s.appendCycles(ctx, m, closed, v, p)
+			if !errors.Is(err, eventstore.ErrConflict) {
+				return res, err
+			}
+		}
+	}
 	closed, v, err := s.closedCycles(ctx)
 	if err != nil {
 		return command.Result{}, err
@@ -147,17 +179,37 @@ func (s *Service) cycleCommand(ctx context.Context, id, note string, closing boo
 	if err := command.CheckIfMatch(m, v); err != nil {
 		return command.Result{}, err
 	}
-	_, isClosed := closed[id]
-	var p events.Payload
-	switch {
-	case closing && isClosed:
-		return command.Result{}, fmt.Errorf("%w: %s is already closed", command.ErrStateConflict, id)
-	case !closing && !isClosed:
-		return command.Result{}, fmt.Errorf("%w: %s is not closed", command.ErrStateConflict, id)
-	case closing:
-		p = events.CycleClosed{Cycle: id, Note: note}
-	default:
-		p = events.CycleReopened{Cycle: id, Note: note}
+	p, err := decide(closed)
+	if err != nil {
+		return command.Result{}, err
 	}
-	return command.Append(ctx, s.store, m, events.SystemTenant, events.KindReviewCycles, events.ReviewCyclesID, p, time.Time{}, v)
+	return s.appendCycles(ctx, m, closed, v, p)
+}
+
+// appendCycles appends a cycle event decided on the closed cycles at
+// version v, and caches the aggregate it leads to.
+func (s *Service) appendCycles(ctx context.Context, m command.Meta, closed map[string]events.Cycle, v uint64, p events.Payload) (command.Result, error) {
+	res, err := command.Append(ctx, s.store, m, events.SystemTenant, events.KindReviewCycles, events.ReviewCyclesID, p, time.Time{}, v)
+	if err != nil || res.Version <= v {
+		// A duplicate answers the original position: reload next time.
+		return res, err
+	}
+	next := make(map[string]events.Cycle, len(closed)+1)
+	for k, c := range closed {
+		next[k] = c
+	}
+	switch p := p.(type) {
+	case events.CycleClosed:
+		if c, err := events.ParseCycle(p.Cycle); err == nil {
+			next[p.Cycle] = c
+		}
+	case events.CycleReopened:
+		delete(next, p.Cycle)
+	}
+	s.cycles.mu.Lock()
+	if s.cycles.closed == nil || s.cycles.version < res.Version {
+		s.cycles.closed, s.cycles.version = next, res.Version
+	}
+	s.cycles.mu.Unlock()
+	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gcmtrack/events"
@@ -22,12 +23,17 @@ type Service struct {
 	store *eventstore.Store
 	cat   *catalog.Catalog
 
-	// cache holds each ISCM aggregate as last loaded. Every load checks
-	// the aggregate's version in the stream and reads only what is newer,
-	// so a command pays one direct read when nothing changed; the append's
-	// expected version still guards against a race.
+	// cache holds each ISCM aggregate as this process last loaded or
+	// changed it. Commands decide on it without asking the stream, and the
+	// append's expected version is the cached one: should another writer
+	// have moved the aggregate, the append is refused, nothing is stored,
+	// and the command reloads from the stream leader and decides again
+	// (execute). Load, which other services use for checks outside the
+	// aggregate's own append, always asks the leader.
 	mu    sync.Mutex
 	cache map[string]ISCM
+
+	staleDecisions atomic.Int64
 }
 
 // NewService returns the registry's command handler.
@@ -42,27 +48,29 @@ type ISCM struct {
 	Version    uint64
 }
 
-// Load folds an ISCM's events into its current state.
+// Load folds an ISCM's events into its current state, as the stream leader
+// holds it: one request to the leader for the version, and a read of the
+// events newer than the cached copy, if any.
 func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
-	subject := events.Subject(slug, events.KindISCM, slug)
-	v, err := s.store.Version(ctx, subject)
-	if err != nil {
-		return ISCM{}, err
-	}
 	s.mu.Lock()
 	cached, ok := s.cache[slug]
 	s.mu.Unlock()
-	if ok && cached.Version == v {
-		return cached.clone(), nil
-	}
-	a := ISCM{Members: map[string]string{}}
-	from := uint64(1)
-	if ok && cached.Version < v {
+	a, from := ISCM{Members: map[string]string{}}, uint64(1)
+	if ok {
 		a, from = cached.clone(), cached.Version+1
 	}
 	recs, version, err := s.store.LoadFrom(ctx, slug, events.KindISCM, slug, from)
 	if err != nil {
 		return ISCM{}, err
+	}
+	reset := version < a.Version
+	if reset {
+		// The stream holds less than this process saw (restored from an
+		// older backup): fold it again from the start.
+		a = ISCM{Members: map[string]string{}}
+		if recs, version, err = s.store.LoadFrom(ctx, slug, events.KindISCM, slug, 1); err != nil {
+			return ISCM{}, err
+		}
 	}
 	for _, r := range recs {
 		p, err := events.Decode(r.Envelope)
@@ -82,12 +90,70 @@ func (s *Service) Load(ctx context.Context, slug string) (ISCM, error) {
 	}
 	a.Version = version
 	s.mu.Lock()
-	if cur, ok := s.cache[slug]; !ok || cur.Version < a.Version {
+	// A command may have cached a newer version meanwhile: keep that one.
+	if cur, ok := s.cache[slug]; !ok || cur.Version < a.Version || reset {
 		s.cache[slug] = a.clone()
 	}
 	s.mu.Unlock()
 	return a, nil
 }
+
+// cached is the ISCM as this process last saw it, without asking the
+// stream; ok is false when it has not seen it yet. Its Members map is the
+// cache's own, which is never changed once cached (a change caches a new
+// map): the caller must only read it.
+func (s *Service) cached(slug string) (ISCM, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.cache[slug]
+	return a, ok
+}
+
+// decision is what a command makes of the aggregate: the event to append,
+// or the refusal. It must not change the aggregate.
+type decision func(a ISCM) (events.Payload, error)
+
+// execute decides a command on an ISCM and appends its event. It decides
+// first on the cached aggregate and appends with the cached version as the
+// expected one, which costs no request to the stream leader. When that
+// append is refused because the aggregate moved on (another instance, or a
+// concurrent command here, wrote to it), nothing was stored: the command
+// loads the aggregate from the leader and decides once more, as it would
+// have without the cache. A refusal decided on the cached aggregate (a
+// state conflict, a failed If-Match, an unknown ISCM) is never answered
+// from the cache either: it may be stale, so the refusal is confirmed on
+// what the leader holds. The answers are thus those of deciding on the
+// leader's version, save for fewer version conflicts.
+func (s *Service) execute(ctx context.Context, m command.Meta, slug string, occurred time.Time, decide decision) (command.Result, error) {
+	if !events.ValidToken(slug) {
+		return command.Result{}, fmt.Errorf("%w: ISCM %q", command.ErrNotFound, slug)
+	}
+	if a, ok := s.cached(slug); ok && a.Registered && (m.IfMatch == nil || *m.IfMatch == a.Version) {
+		if p, err := decide(a); err == nil {
+			res, err := s.appendAndRemember(ctx, m, slug, a, p, occurred)
+			if !errors.Is(err, eventstore.ErrConflict) {
+				return res, err
+			}
+			s.staleDecisions.Add(1)
+		}
+	}
+	a, err := s.loadRegistered(ctx, slug)
+	if err != nil {
+		return command.Result{}, err
+	}
+	if err := command.CheckIfMatch(m, a.Version); err != nil {
+		return command.Result{}, err
+	}
+	p, err := decide(a)
+	if err != nil {
+		return command.Result{}, err
+	}
+	return s.appendAndRemember(ctx, m, slug, a, p, occurred)
+}
+
+// StaleDecisions counts the commands whose decision on the cached aggregate
+// met a version conflict and were decided again on the leader's version.
+func (s *Service) StaleDecisions() int64 { return s.staleDecisions.Load() }
 
 // appendAndRemember appends an event decided on a and keeps the resulting
 // state in the cache, so the next command on the ISCM needs no reload.
@@ -202,23 +268,16 @@ func (s *Service) Join(ctx context.Context, slug string, in AddMember, m command
 	if res, done, err := command.Stored(ctx, s.store, m, slug, events.KindISCM, slug); err != nil || done {
 		return res, err
 	}
-	a, err := s.loadRegistered(ctx, slug)
-	if err != nil {
-		return command.Result{}, err
-	}
-	if err := command.CheckIfMatch(m, a.Version); err != nil {
-		return command.Result{}, err
-	}
-	var p events.Payload
-	switch cur, ok := a.Members[in.State]; {
-	case !ok:
-		p = events.MemberJoined{State: in.State, Status: in.Status, Since: since}
-	case cur == in.Status:
-		return command.Result{}, fmt.Errorf("%w: %s is already a %s of %s", command.ErrStateConflict, in.State, cur, slug)
-	default:
-		p = events.MemberStatusChanged{State: in.State, Status: in.Status, Since: since}
-	}
-	return s.appendAndRemember(ctx, m, slug, a, p, since.Time())
+	return s.execute(ctx, m, slug, since.Time(), func(a ISCM) (events.Payload, error) {
+		switch cur, ok := a.Members[in.State]; {
+		case !ok:
+			return events.MemberJoined{State: in.State, Status: in.Status, Since: since}, nil
+		case cur == in.Status:
+			return nil, fmt.Errorf("%w: %s is already a %s of %s", command.ErrStateConflict, in.State, cur, slug)
+		default:
+			return events.MemberStatusChanged{State: in.State, Status: in.Status, Since: since}, nil
+		}
+	})
 }
 
 // Leave records that a State stopped taking part in an ISCM.
@@ -239,17 +298,12 @@ func (s *Service) Leave(ctx context.Context, slug, state, until string, m comman
 	if res, done, err := command.Stored(ctx, s.store, m, slug, events.KindISCM, slug); err != nil || done {
 		return res, err
 	}
-	a, err := s.loadRegistered(ctx, slug)
-	if err != nil {
-		return command.Result{}, err
-	}
-	if err := command.CheckIfMatch(m, a.Version); err != nil {
-		return command.Result{}, err
-	}
-	if _, ok := a.Members[state]; !ok {
-		return command.Result{}, fmt.Errorf("%w: %s is not a member or observer of %s", command.ErrStateConflict, state, slug)
-	}
-	return s.appendAndRemember(ctx, m, slug, a, events.MemberLeft{State: state, Until: u}, u.Time())
+	return s.execute(ctx, m, slug, u.Time(), func(a ISCM) (events.Payload, error) {
+		if _, ok := a.Members[state]; !ok {
+			return nil, fmt.Errorf("%w: %s is not a member or observer of %s", command.ErrStateConflict, state, slug)
+		}
+		return events.MemberLeft{State: state, Until: u}, nil
+	})
 }
 
 func (s *Service) loadRegistered(ctx context.Context, slug string) (ISCM, error) {
