@@ -24,6 +24,7 @@ import (
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
 	"gcmtrack/services/api"
+	"gcmtrack/services/audit"
 	"gcmtrack/services/auth"
 	"gcmtrack/services/command"
 	"gcmtrack/services/eventstore"
@@ -162,11 +163,20 @@ func (r *runner) startStack(ctx context.Context, db *apiDatabase, o stackOptions
 	listening := make(chan struct{})
 	go func() { defer close(listening); tokens.Listen(lctx, log.With("component", "auth")) }()
 	closers = append(closers, func() { stopListen(); <-listening })
+	// Writes and refusals are audited as `gcmtrack run` audits them; the
+	// log is closed (its buffer written) after the HTTP server has stopped.
+	auditLog := audit.Open(db.pool, audit.Config{Registerer: reg, Logger: log.With("component", "audit")})
+	closers = append(closers, func() {
+		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = auditLog.Close(actx)
+	})
 	handler := api.New(api.Deps{
 		Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(db.pool),
 		Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(db.pool),
 		Reports: reports.NewStore(db.pool), Store: store,
 		Pool: db.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: ready,
+		Audit: auditLog,
 	})
 	if o.engine {
 		ps := productProjections()
