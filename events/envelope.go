@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // Stream naming shared by the event store and the projectors.
@@ -122,7 +123,7 @@ func (e Envelope) Marshal() ([]byte, error) {
 // Unmarshal decodes a stored envelope and checks the fields every event has.
 func Unmarshal(data []byte) (Envelope, error) {
 	var e Envelope
-	if err := json.Unmarshal(data, &e); err != nil {
+	if err := fastjson.Unmarshal(data, &e); err != nil {
 		return Envelope{}, fmt.Errorf("decode envelope: %w", err)
 	}
 	var missing []string

@@ -188,3 +188,30 @@ func TestDerive(t *testing.T) {
 		t.Fatalf("derived %v\nwant %s", parts, want)
 	}
 }
+
+// TestUnmarshalCopiesThePayload: a decoded envelope owns its payload, so a
+// reader may reuse the message buffer it decoded from.
+func TestUnmarshalCopiesThePayload(t *testing.T) {
+	env, err := New("puebla-process", KindISCM, "puebla-process", MemberJoined{State: "MEX", Status: StatusMember}, time.Time{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(got.Payload)
+	for i := range data {
+		data[i] = ' '
+	}
+	if string(got.Payload) != want {
+		t.Fatalf("the payload changed with the buffer it was decoded from: %q", got.Payload)
+	}
+	if got.ISCM != "puebla-process" || got.Type != "iscm.member_joined" {
+		t.Fatalf("decoded %+v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	fastjson "github.com/segmentio/encoding/json"
 	"reflect"
 	"sort"
 )
@@ -104,7 +105,7 @@ func decodeWith(reg map[string]typeInfo, e Envelope) (Payload, error) {
 		}
 	}
 	ptr := reflect.New(t.goType)
-	if err := json.Unmarshal(raw, ptr.Interface()); err != nil {
+	if err := fastjson.Unmarshal(raw, ptr.Interface()); err != nil {
 		return nil, fmt.Errorf("decode %s payload: %w", e.Type, err)
 	}
 	return ptr.Elem().Interface().(Payload), nil
