@@ -115,24 +115,30 @@ func (s *Store) Live(ctx context.Context) (Snapshot, error) {
 
 // asOfRecordsSQL rebuilds hand-made records at a position from their
 // history: the content of the last recorded/revised event and the status
-// after the last event up to it.
+// after the last event up to it. Hand-made records are never deleted from
+// the records table, so each is looked up in the history by its own index
+// probes: the cost follows the number of records, not of events.
 const asOfRecordsSQL = `
-WITH last AS (
-    SELECT DISTINCT ON (iscm, kind, id) iscm, kind, id, status, position
-    FROM records.history WHERE position <= $1 AND kind <> 'questionnaire'
-    ORDER BY iscm, kind, id, position DESC
-), body AS (
-    SELECT DISTINCT ON (iscm, kind, id) iscm, kind, id, content
-    FROM records.history
-    WHERE position <= $1 AND kind <> 'questionnaire' AND (event_type LIKE '%.recorded' OR event_type LIKE '%.revised')
-    ORDER BY iscm, kind, id, position DESC
-), first AS (
-    SELECT DISTINCT ON (iscm, kind, id) iscm, kind, id, recorded_at
-    FROM records.history WHERE position <= $1 AND kind <> 'questionnaire'
-    ORDER BY iscm, kind, id, position
-)
-SELECT l.iscm, l.kind, l.id, l.status, 'manual', '', 0, b.content, l.position, f.recorded_at
-FROM last l JOIN body b USING (iscm, kind, id) JOIN first f USING (iscm, kind, id)`
+SELECT r.iscm, r.kind, r.id, l.status, 'manual', '', 0, b.content, l.position, f.recorded_at
+FROM records.records r
+CROSS JOIN LATERAL (
+    SELECT h.status, h.position FROM records.history h
+    WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
+    ORDER BY h.position DESC LIMIT 1
+) l
+CROSS JOIN LATERAL (
+    SELECT h.content FROM records.history h
+    WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
+      AND (h.event_type LIKE '%.recorded' OR h.event_type LIKE '%.revised')
+    ORDER BY h.position DESC LIMIT 1
+) b
+CROSS JOIN LATERAL (
+    SELECT h.recorded_at FROM records.history h
+    WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id
+    ORDER BY h.position LIMIT 1
+) f
+WHERE r.source = 'manual'
+ORDER BY r.iscm, r.kind, r.id`
 
 const asOfAnswersSQL = `
 WITH last AS (
@@ -147,12 +153,19 @@ WITH last AS (
 SELECT l.iscm, l.id, split_part(l.id, '-', 2), split_part(l.id, '-', 1)::int, l.status, b.content, l.position
 FROM last l JOIN body b USING (iscm, id)`
 
+// asOfMembersSQL finds each State's last change in each ISCM up to the
+// position with one index probe per pair: the memberships table keeps every
+// pair that ever was (a departure only marks it inactive), so the cost
+// follows the number of pairs, not the length of the history.
 const asOfMembersSQL = `
-SELECT iscm, state, status FROM (
-    SELECT DISTINCT ON (iscm, state) iscm, state, status, active
-    FROM registry.membership_history WHERE position <= $1
-    ORDER BY iscm, state, position DESC
-) m WHERE active`
+SELECT m.iscm, m.state, h.status FROM registry.memberships m
+CROSS JOIN LATERAL (
+    SELECT status, active FROM registry.membership_history h
+    WHERE h.iscm = m.iscm AND h.state = m.state AND h.position <= $1
+    ORDER BY h.position DESC LIMIT 1
+) h
+WHERE h.active
+ORDER BY m.iscm, m.state`
 
 // AsOf rebuilds the snapshot at an earlier position from the history
 // tables. Position must not be beyond what the projections have applied.
