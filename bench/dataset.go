@@ -78,12 +78,16 @@ func (g *generator) date() events.Date {
 	return events.DateOf(start.AddDate(0, 0, g.rng.IntN(35*365)))
 }
 
-// next chooses the next change: joins outweigh leaves until an ISCM has
-// about 40 participants, then they balance.
+// next chooses the next change: joins outweigh leaves below about 40
+// participants and leaves outweigh joins above, so an ISCM's membership
+// stays near the size of real ones however long the history grows (a
+// plain random walk above 40 made the current state, and with it every
+// report, grow with the length of the log).
 func (g *generator) next() decision {
 	i := g.rng.IntN(len(g.cat.ISCMs))
 	n := len(g.lists[i])
-	join := n == 0 || (n < len(g.cat.Countries) && g.rng.Float64() < 0.5+0.3*float64(max(0, 40-n))/40)
+	pJoin := min(0.95, max(0.05, 0.5+0.3*float64(40-n)/40))
+	join := n == 0 || (n < len(g.cat.Countries) && g.rng.Float64() < pJoin)
 	d := decision{iscm: i, join: join, date: g.date()}
 	if join {
 		for {

@@ -90,8 +90,19 @@ func (e *env) newDatabase(ctx context.Context, label string) (string, func(), er
 	drop := func() {
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if _, err := e.admin.Exec(dctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-			e.logf("drop database %s: %v", name, err)
+		// An autovacuum worker busy in the database after a large write
+		// runs as the bootstrap superuser, whose process this role may not
+		// end: the drop fails until the worker is done.
+		for attempt := 1; ; attempt++ {
+			_, err := e.admin.Exec(dctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
+			if err == nil {
+				return
+			}
+			if attempt == 30 || dctx.Err() != nil {
+				e.logf("drop database %s: %v", name, err)
+				return
+			}
+			sleepCtx(dctx, time.Second)
 		}
 	}
 	return e.cluster.URLFor(name), drop, nil
