@@ -50,7 +50,16 @@ func (r *runner) run(ctx context.Context) {
 var (
 	errRetired   = errors.New("build retired")
 	errNotLeader = errors.New("another instance holds the build")
+	// errStalled ends a lead whose reader delivers nothing although the
+	// stream holds events beyond the build's position (an ordered
+	// consumer created while a clustered stream was still electing its
+	// leader can wait that way); leading again starts a new reader.
+	errStalled = errors.New("stream reader stalled")
 )
+
+// stallAfter is how long a reader may deliver nothing while the stream
+// holds events the build has not applied.
+const stallAfter = 3 * time.Second
 
 // lead takes the build's lock on one connection and applies batches on it.
 func (r *runner) lead(ctx context.Context) error {
@@ -113,8 +122,10 @@ func (r *runner) lead(ctx context.Context) error {
 	defer catchUp.Stop()
 	for {
 		batch = batch[:0]
+		idleSince := time.Now()
 		// Wait for the first event, checking now and then whether a
-		// building generation has caught up with an idle stream.
+		// building generation has caught up with an idle stream, and
+		// whether the reader has stalled behind it.
 	first:
 		for {
 			select {
@@ -128,6 +139,10 @@ func (r *runner) lead(ctx context.Context) error {
 			case <-catchUp.C:
 				if done, err := r.maybeActivate(ctx, conn); err != nil || done {
 					return err
+				}
+				if last := r.e.cfg.Metrics.lastSeq.Load(); last > r.position.Load() && time.Since(idleSince) > stallAfter {
+					return fmt.Errorf("%w: nothing read for %s while the stream holds position %d and the build is at %d",
+						errStalled, stallAfter, last, r.position.Load())
 				}
 			}
 		}
