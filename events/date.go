@@ -79,3 +79,13 @@ func truncated(s string) string {
 	}
 	return s
 }
+
+// TimePtr is the date as a time, nil for the zero date: the value of a
+// nullable date column.
+func (d Date) TimePtr() *time.Time {
+	if d.IsZero() {
+		return nil
+	}
+	t := d.Time()
+	return &t
+}

@@ -100,7 +100,7 @@ func (r *recRow) values() []any {
 // setContent sets the content and the columns searched by it.
 func (r *recRow) setContent(c Cols, body string) {
 	r.title, r.subkind, r.category = c.Title, c.Subkind, c.Category
-	r.dateFrom, r.dateTo = datePtr(c.From), datePtr(c.To)
+	r.dateFrom, r.dateTo = c.From.TimePtr(), c.To.TimePtr()
 	r.objectives, r.principles, r.themes, r.states = c.Objectives, c.Principles, c.Themes, c.States
 	r.content = body
 }
@@ -434,7 +434,7 @@ func (a *applier) applyRows(ev engine.Event) error {
 		if _, ok := a.milestones[mk]; !ok {
 			a.mOrder = append(a.mOrder, mk)
 		}
-		a.milestones[mk] = []any{ev.ISCM, ev.AggregateID, p.MilestoneID, p.Progress, datePtr(p.On), p.Note, int64(ev.Position)}
+		a.milestones[mk] = []any{ev.ISCM, ev.AggregateID, p.MilestoneID, p.Progress, p.On.TimePtr(), p.Note, int64(ev.Position)}
 		if r := a.recs[k]; r != nil {
 			r.touch(ev)
 			a.dirtyRec(k)
@@ -524,7 +524,7 @@ func (a *applier) answer(ev engine.Event, p events.QuestionnaireAnswered, answer
 	} else if q.status == events.StatusDraft && !p.Draft {
 		q.status = events.StatusSubmitted
 	}
-	q.draft, q.answers, q.submittedOn = p.Draft, answers, datePtr(p.Answers.SubmittedOn)
+	q.draft, q.answers, q.submittedOn = p.Draft, answers, p.Answers.SubmittedOn.TimePtr()
 	q.version, q.updatedAt, q.updatedBy = int64(ev.Position), ev.RecordedAt, ev.Actor
 	a.dirtyQ(qk)
 
@@ -703,12 +703,4 @@ func (a *applier) write(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	return nil
-}
-
-func datePtr(d events.Date) *time.Time {
-	if d.IsZero() {
-		return nil
-	}
-	t := d.Time()
-	return &t
 }

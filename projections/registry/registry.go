@@ -143,7 +143,7 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) er
 			if full[k] == nil {
 				order = append(order, k)
 			}
-			full[k] = &membership{status: p.Status, since: datePtr(p.Since), active: true, pos: pos}
+			full[k] = &membership{status: p.Status, since: p.Since.TimePtr(), active: true, pos: pos}
 			delete(statuses, k)
 			delete(leaves, k)
 			history = append(history, []any{pos, ev.ISCM, p.State, p.Status, true})
@@ -158,9 +158,9 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) er
 		case events.MemberLeft:
 			k := memberKey{ev.ISCM, p.State}
 			if m := full[k]; m != nil {
-				m.active, m.until, m.pos = false, datePtr(p.Until), pos
+				m.active, m.until, m.pos = false, p.Until.TimePtr(), pos
 			} else {
-				leaves[k] = leavePatch{datePtr(p.Until), pos}
+				leaves[k] = leavePatch{p.Until.TimePtr(), pos}
 			}
 			history = append(history, []any{pos, ev.ISCM, p.State, "left", false})
 		default:
@@ -216,12 +216,4 @@ func (Projection) Apply(ctx context.Context, tx pgx.Tx, batch []engine.Event) er
 		return err
 	}
 	return nil
-}
-
-func datePtr(d events.Date) *time.Time {
-	if d.IsZero() {
-		return nil
-	}
-	t := d.Time()
-	return &t
 }
