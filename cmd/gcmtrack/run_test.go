@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,7 +70,26 @@ func (in *instance) output() string {
 	return in.log.String()
 }
 
+// start runs `gcmtrack run` on addr and waits until it is ready. addr comes
+// from freeAddr, which frees its port again: should something else bind it
+// meanwhile (the process's own loopback listeners take ports the same way),
+// the instance starts again on another free address.
 func start(t *testing.T, bin, dir, addr string, extraEnv ...string) *instance {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		in, err := startOn(t, bin, dir, addr, extraEnv...)
+		if err == nil {
+			return in
+		}
+		if attempt == 3 || !strings.Contains(in.output(), "address already in use") {
+			t.Fatalf("%v\n%s", err, in.output())
+		}
+		t.Logf("%s was taken before gcmtrack could bind it; starting again on another port", addr)
+		addr = freeAddr(t)
+	}
+}
+
+func startOn(t *testing.T, bin, dir, addr string, extraEnv ...string) (*instance, error) {
 	t.Helper()
 	in := &instance{addr: addr, done: make(chan error, 1)}
 	in.cmd = exec.Command(bin, "run", "--data-dir", dir, "--http-addr", addr)
@@ -104,16 +124,16 @@ func start(t *testing.T, bin, dir, addr string, extraEnv ...string) *instance {
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == 200 {
-				return in
+				return in, nil
 			}
 		}
 		select {
 		case err := <-in.done:
-			t.Fatalf("gcmtrack run exited: %v\n%s", err, in.output())
+			return in, fmt.Errorf("gcmtrack run exited: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gcmtrack run not ready after 60 s\n%s", in.output())
+			return in, errors.New("gcmtrack run not ready after 60 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
