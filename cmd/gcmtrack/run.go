@@ -114,9 +114,12 @@ func cmdRun(ctx context.Context, args []string) error {
 		// Deferred after p.close: it runs first, once the HTTP server has
 		// stopped, and writes what is still buffered.
 		defer closeAudit(auditLog, log)
+		// One reports store for the pages and the API: they share its
+		// snapshots and computed reports.
+		reportStore := reports.NewStore(p.pool)
 		pages, err := web.New(web.Deps{
 			Catalog: cat, Pool: p.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
-			RegistryQ: projregistry.NewQueries(p.pool), Reports: reports.NewStore(p.pool), PositionAt: store.PositionAt,
+			RegistryQ: projregistry.NewQueries(p.pool), Reports: reportStore, PositionAt: store.PositionAt,
 			Logger: log.With("component", "web"),
 		})
 		if err != nil {
@@ -125,7 +128,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		handler = api.New(api.Deps{
 			Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(p.pool),
 			Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
-			Reports: reports.NewStore(p.pool), Store: store,
+			Reports: reportStore, Store: store,
 			Pool: p.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: p.ready,
 			Pages: pages, Audit: auditLog, RateLimits: *limits, TrustedProxies: proxies,
 		})

@@ -23,8 +23,9 @@ type Projection struct{}
 // Name implements engine.Projection.
 func (Projection) Name() string { return Name }
 
-// Version implements engine.Projection.
-func (Projection) Version() int { return 2 }
+// Version implements engine.Projection. Version 3 indexes records by the
+// position of their last change, which live report snapshots refresh by.
+func (Projection) Version() int { return 3 }
 
 // Handles implements engine.Filter: everything but the registry's events.
 func (Projection) Handles(t string) bool { return !strings.HasPrefix(t, "iscm.") }
@@ -140,6 +141,7 @@ CREATE TABLE questionnaires (
 const indexesSQL = `
 CREATE INDEX records_list ON records (kind, created_position DESC, id DESC);
 CREATE INDEX records_all ON records (created_position DESC, id DESC);
+CREATE INDEX records_updated ON records (updated_position);
 CREATE INDEX records_objectives ON records USING gin (objectives);
 CREATE INDEX records_principles ON records USING gin (principles);
 CREATE INDEX records_themes ON records USING gin (themes);

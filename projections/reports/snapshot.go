@@ -15,7 +15,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,21 +64,80 @@ type Snapshot struct {
 	Records     []Record
 	Answers     []Answer
 	Memberships []Membership
+
+	gens string // the source projections' generations it was read from
+	past bool   // rebuilt from the history (AsOf), not read live
 }
 
-// Store reads snapshots.
-type Store struct{ pool *pgxpool.Pool }
+// Store reads snapshots and keeps them: the live one, refreshed with what
+// changed since it was read, and a few past ones. Reports are pure
+// functions of a snapshot, so their results are kept too (Memo). A Store
+// is shared by everything that serves reports in one process.
+type Store struct {
+	pool *pgxpool.Pool
+
+	mu   sync.Mutex // guards live, past and memo
+	live *Snapshot
+	past []*Snapshot // as of earlier positions, most recently used first
+	memo []memoEntry // most recently used first
+
+	// build lets one caller at a time read a snapshot from the database;
+	// callers asking for the same one meanwhile wait and share it.
+	build sync.Mutex
+	// index finds a record of live by its key; only the holder of build
+	// uses it.
+	index map[recordKey]int
+}
+
+type recordKey struct{ iscm, kind, id string }
+
+type memoEntry struct {
+	key string
+	v   any
+}
+
+// Cache sizes: a past snapshot never changes, so each is read once while
+// it stays among the pastSnapshots most recently used; memoSize report
+// results are kept the same way.
+const (
+	pastSnapshots = 8
+	memoSize      = 128
+)
 
 // NewStore returns the reports' reader.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Position is how far both source projections have applied the stream.
 func (s *Store) Position(ctx context.Context) (uint64, error) {
-	return engine.ActivePosition(ctx, s.pool, Sources)
+	p, _, err := s.state(ctx, s.pool)
+	return p, err
 }
 
+// stateSQL gives the sources' common position and their active
+// generations: a snapshot of other generations (after a rebuild switched
+// them) is read again, not refreshed.
+const stateSQL = `
+SELECT coalesce(min(position), 0), count(*), coalesce(string_agg(name || ':' || generation, ',' ORDER BY name), '')
+FROM gcm.projection_builds WHERE status = 'active' AND name = ANY($1)`
+
+func (s *Store) state(ctx context.Context, q engine.RowQuerier) (uint64, string, error) {
+	var pos int64
+	var n int
+	var gens string
+	if err := q.QueryRow(ctx, stateSQL, Sources).Scan(&pos, &n, &gens); err != nil {
+		return 0, "", fmt.Errorf("active position: %w", err)
+	}
+	if n < len(Sources) {
+		return 0, gens, nil
+	}
+	return uint64(pos), gens, nil
+}
+
+// liveRecordsSQL reads the columns reports need, which the records
+// projection keeps beside each record's content: no content is decoded.
 const liveRecordsSQL = `
-SELECT iscm, kind, id, status, source, coalesce(questionnaire, ''), coalesce(cycle, 0), content, updated_position, created_at
+SELECT iscm, kind, id, status, source, coalesce(questionnaire, ''), coalesce(cycle, 0),
+    title, subkind, category, date_from, date_to, objectives, principles, themes, states, updated_position, created_at
 FROM records.records`
 
 const liveAnswersSQL = `
@@ -84,22 +145,75 @@ SELECT iscm, id, channel, cycle, status, answers, version FROM records.questionn
 
 const liveMembersSQL = `SELECT iscm, state, status FROM registry.memberships WHERE active`
 
-// Live reads the current read models in one consistent transaction.
+// changedQuestionnairesSQL lists the questionnaires changed after a
+// position: their derived records may have been dropped since.
+const changedQuestionnairesSQL = `SELECT iscm, id FROM records.questionnaires WHERE version > $1`
+
+// Live returns the read models as they are now, in one consistent view.
+// The first call reads every record; later calls reuse the snapshot while
+// the projections stand still and otherwise read only the records changed
+// since it (each projection's changes carry their stream position).
 func (s *Store) Live(ctx context.Context) (Snapshot, error) {
+	pos, gens, err := s.state(ctx, s.pool)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("live snapshot: %w", err)
+	}
+	if snap := s.cachedLive(pos, gens); snap != nil {
+		return *snap, nil
+	}
+	s.build.Lock()
+	defer s.build.Unlock()
+	if snap := s.cachedLive(pos, gens); snap != nil {
+		return *snap, nil
+	}
+	s.mu.Lock()
+	prev := s.live
+	s.mu.Unlock()
+	next, err := s.readLive(ctx, prev)
+	if err != nil {
+		// The index may no longer match any snapshot: start afresh.
+		s.index = nil
+		s.mu.Lock()
+		s.live = nil
+		s.mu.Unlock()
+		return Snapshot{}, fmt.Errorf("live snapshot: %w", err)
+	}
+	s.mu.Lock()
+	s.live = &next
+	s.mu.Unlock()
+	return next, nil
+}
+
+// cachedLive is the kept live snapshot if it is of the same generations
+// and at least at pos.
+func (s *Store) cachedLive(pos uint64, gens string) *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.live != nil && s.live.gens == gens && s.live.Position >= pos {
+		return s.live
+	}
+	return nil
+}
+
+// readLive reads the live snapshot in one repeatable-read transaction:
+// from scratch, or as prev plus what changed after it.
+func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) {
 	var snap Snapshot
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		if snap.Position, err = engine.ActivePosition(ctx, tx, Sources); err != nil {
+		if snap.Position, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if snap.Records, err = scanRecords(ctx, tx, liveRecordsSQL); err != nil {
-			return err
-		}
-		for i := range snap.Records {
-			if snap.Records[i].Source == "questionnaire" {
-				// Derived records are dated by their cycle, as in AsOf.
-				snap.Records[i].RecordedAt = time.Time{}
+		if prev == nil || s.index == nil || prev.gens != snap.gens {
+			if snap.Records, err = scanLiveRecords(ctx, tx, liveRecordsSQL); err != nil {
+				return err
 			}
+			s.index = make(map[recordKey]int, len(snap.Records))
+			for i, r := range snap.Records {
+				s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
+			}
+		} else if snap.Records, err = s.refreshRecords(ctx, tx, prev); err != nil {
+			return err
 		}
 		if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
 			return err
@@ -107,17 +221,177 @@ func (s *Store) Live(ctx context.Context) (Snapshot, error) {
 		snap.Memberships, err = scanMembers(ctx, tx, liveMembersSQL)
 		return err
 	})
+	return snap, err
+}
+
+// refreshRecords is prev's records with those changed after prev.Position
+// read again. A derived record disappears only when its questionnaire is
+// answered anew, so the derived records of every questionnaire changed
+// since are dropped first; those that remain changed with it and are read
+// again. prev's slice is shared with its readers and stays as it is.
+func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot) ([]Record, error) {
+	after := int64(prev.Position)
+	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", after)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("live snapshot: %w", err)
+		return nil, err
 	}
+	rows, err := tx.Query(ctx, changedQuestionnairesSQL, after)
+	if err != nil {
+		return nil, err
+	}
+	type qKey struct{ iscm, id string }
+	qs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (qKey, error) {
+		var k qKey
+		return k, row.Scan(&k.iscm, &k.id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	recs := slices.Clone(prev.Records)
+	if len(qs) > 0 {
+		gone := make(map[qKey]bool, len(qs))
+		for _, k := range qs {
+			gone[k] = true
+		}
+		kept := recs[:0]
+		for _, r := range recs {
+			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
+				continue
+			}
+			kept = append(kept, r)
+		}
+		recs = kept
+		clear(s.index)
+		for i, r := range recs {
+			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
+		}
+	}
+	for _, r := range changed {
+		k := recordKey{r.ISCM, r.Kind, r.ID}
+		if i, ok := s.index[k]; ok {
+			recs[i] = r
+			continue
+		}
+		s.index[k] = len(recs)
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// AsOf returns the snapshot at an earlier position, rebuilt from the
+// history tables. Position must not be beyond what the projections have
+// applied.
+func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
+	_, gens, err := s.state(ctx, s.pool)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot as of %d: %w", position, err)
+	}
+	if snap := s.cachedPast(position, gens); snap != nil {
+		return *snap, nil
+	}
+	s.build.Lock()
+	defer s.build.Unlock()
+	if snap := s.cachedPast(position, gens); snap != nil {
+		return *snap, nil
+	}
+	snap, err := s.readAsOf(ctx, position)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	s.mu.Lock()
+	s.past = append([]*Snapshot{&snap}, s.past...)
+	if len(s.past) > pastSnapshots {
+		s.past = s.past[:pastSnapshots]
+	}
+	s.mu.Unlock()
 	return snap, nil
 }
 
-// asOfRecordsSQL rebuilds hand-made records at a position from their
-// history: the content of the last recorded/revised event and the status
-// after the last event up to it. Hand-made records are never deleted from
-// the records table, so each is looked up in the history by its own index
-// probes: the cost follows the number of records, not of events.
+func (s *Store) cachedPast(position uint64, gens string) *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.past {
+		if c.Position == position && c.gens == gens {
+			// Move to the front: the cache keeps the most recently used.
+			copy(s.past[1:i+1], s.past[:i])
+			s.past[0] = c
+			return c
+		}
+	}
+	return nil
+}
+
+// Memo returns what compute returns for snap, computed once while it stays
+// among the results most recently asked for. key names the report and
+// everything else it depends on (its parameters, the caller's scope); the
+// snapshot's position and generations complete it. compute must be a pure
+// function of snap and what key names.
+func (s *Store) Memo(key string, snap Snapshot, compute func() any) any {
+	// A past snapshot's reports are kept apart from the live one's at the
+	// same position: they should be equal, and are not assumed to be.
+	key = fmt.Sprintf("%s@%d/%s/%t", key, snap.Position, snap.gens, snap.past)
+	if v, ok := s.memoGet(key); ok {
+		return v
+	}
+	v := compute()
+	s.memoPut(key, v)
+	return v
+}
+
+// MemoNow is Memo for a result read from the read models as they stand
+// (compute queries them): it is kept until the source projections move.
+// What compute reads may be ahead of the position it is kept under, never
+// behind it.
+func (s *Store) MemoNow(ctx context.Context, key string, compute func() (any, error)) (any, error) {
+	pos, gens, err := s.state(ctx, s.pool)
+	if err != nil {
+		return nil, err
+	}
+	key = fmt.Sprintf("%s@%d/%s", key, pos, gens)
+	if v, ok := s.memoGet(key); ok {
+		return v, nil
+	}
+	v, err := compute()
+	if err != nil {
+		return nil, err
+	}
+	s.memoPut(key, v)
+	return v, nil
+}
+
+func (s *Store) memoGet(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, e := range s.memo {
+		if e.key == key {
+			copy(s.memo[1:i+1], s.memo[:i])
+			s.memo[0] = e
+			return e.v, true
+		}
+	}
+	return nil, false
+}
+
+func (s *Store) memoPut(key string, v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.memo = append([]memoEntry{{key, v}}, s.memo...)
+	if len(s.memo) > memoSize {
+		s.memo = s.memo[:memoSize]
+	}
+}
+
+// asOfKeptSQL reads the hand-made records that have not changed since the
+// position: they are at the position what they are now. Hand-made records
+// are never deleted from the records table.
+const asOfKeptSQL = liveRecordsSQL + `
+WHERE source = 'manual' AND updated_position <= $1`
+
+// asOfRecordsSQL rebuilds the hand-made records changed since the position
+// (and created before it) from their history: the content of the last
+// recorded/revised event and the status after the last event up to it.
+// Each is looked up in the history by its own index probes: the cost
+// follows the number of records changed since, not of events.
 const asOfRecordsSQL = `
 SELECT r.iscm, r.kind, r.id, l.status, 'manual', '', 0, b.content, l.position, f.recorded_at
 FROM records.records r
@@ -137,7 +411,7 @@ CROSS JOIN LATERAL (
     WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id
     ORDER BY h.position LIMIT 1
 ) f
-WHERE r.source = 'manual'
+WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1
 ORDER BY r.iscm, r.kind, r.id`
 
 const asOfAnswersSQL = `
@@ -167,15 +441,23 @@ CROSS JOIN LATERAL (
 WHERE h.active
 ORDER BY m.iscm, m.state`
 
-// AsOf rebuilds the snapshot at an earlier position from the history
-// tables. Position must not be beyond what the projections have applied.
-func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
-	snap := Snapshot{Position: position}
+// readAsOf rebuilds the snapshot at an earlier position from the history
+// tables.
+func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
+	snap := Snapshot{Position: position, past: true}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		if snap.Records, err = scanRecords(ctx, tx, asOfRecordsSQL, int64(position)); err != nil {
+		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
+		if snap.Records, err = scanLiveRecords(ctx, tx, asOfKeptSQL, int64(position)); err != nil {
+			return err
+		}
+		changed, err := scanRecords(ctx, tx, asOfRecordsSQL, int64(position))
+		if err != nil {
+			return err
+		}
+		snap.Records = append(snap.Records, changed...)
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
 			return err
 		}
@@ -195,6 +477,35 @@ func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
 		}
 	}
 	return snap, nil
+}
+
+// scanLiveRecords reads records from the columns of liveRecordsSQL.
+func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+		var r Record
+		var from, to *time.Time
+		var pos int64
+		if err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
+			&r.Title, &r.Subkind, &r.Category, &from, &to, &r.Objectives, &r.Principles, &r.Themes, &r.States, &pos, &r.RecordedAt); err != nil {
+			return r, err
+		}
+		r.Pos = uint64(pos)
+		if from != nil {
+			r.From = events.DateOf(*from)
+		}
+		if to != nil {
+			r.To = events.DateOf(*to)
+		}
+		if r.Source == "questionnaire" {
+			// Derived records are dated by their cycle, as in AsOf.
+			r.RecordedAt = time.Time{}
+		}
+		return r, nil
+	})
 }
 
 func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"gcmtrack/events"
@@ -17,28 +16,19 @@ import (
 func (s *Server) reportRoutes() {
 	s.handle("GET /v1/reports/figures", s.figures)
 	s.handle("GET /v1/reports/review", s.review)
-	s.handle("GET /v1/progress/objectives", s.report(func(snap reports.Snapshot, c caller) any {
+	s.handle("GET /v1/progress/objectives", s.report("objectives", func(snap reports.Snapshot, c caller) any {
 		return reports.ComputeObjectives(snap, s.d.Catalog, c.scope())
 	}))
-	s.handle("GET /v1/progress/states", s.report(func(snap reports.Snapshot, c caller) any {
+	s.handle("GET /v1/progress/states", s.report("states", func(snap reports.Snapshot, c caller) any {
 		return reports.ComputeStates(snap, s.d.Catalog, c.scope(), false)
 	}))
 	s.handle("GET /v1/progress/states/{iso3}", s.stateProgress)
-	s.handle("GET /v1/progress/recommendations", s.report(func(snap reports.Snapshot, c caller) any {
+	s.handle("GET /v1/progress/recommendations", s.report("recommendations", func(snap reports.Snapshot, c caller) any {
 		return reports.ComputeRecommendations(snap, s.d.Catalog, c.scope())
 	}))
 	s.handle("GET /v1/review-cycles", s.listCycles)
 	s.handle("POST /v1/review-cycles/{cycle}/close", s.cycleAction(true))
 	s.handle("POST /v1/review-cycles/{cycle}/reopen", s.cycleAction(false))
-}
-
-// snapshots caches the live snapshot by position: the read models change
-// only when the projections advance, so repeated reads between writes cost
-// one position query.
-type snapshots struct {
-	mu   sync.Mutex
-	snap *reports.Snapshot
-	past []*reports.Snapshot // as of earlier positions, most recently used first
 }
 
 // scope is what a caller's reports count: IOM sees submitted records too.
@@ -76,7 +66,7 @@ func (s *Server) snapshot(r *http.Request) (reports.Snapshot, error) {
 		}
 		at = n
 	default:
-		return s.live(ctx)
+		return s.d.Reports.Live(ctx)
 	}
 	have, err := s.d.Reports.Position(ctx)
 	if err != nil {
@@ -86,58 +76,7 @@ func (s *Server) snapshot(r *http.Request) (reports.Snapshot, error) {
 		return reports.Snapshot{}, problem(http.StatusConflict, "position-not-reached",
 			fmt.Sprintf("the read models are at position %d; as_of_position %d is not reached yet (pass min_position=%d to wait)", have, at, at))
 	}
-	return s.asOf(ctx, at)
-}
-
-// asOfCacheSize is how many past snapshots the API keeps: the past does not
-// change, so a snapshot as of a position is built once.
-const asOfCacheSize = 8
-
-func (s *Server) asOf(ctx context.Context, at uint64) (reports.Snapshot, error) {
-	s.snaps.mu.Lock()
-	for i, c := range s.snaps.past {
-		if c.Position == at {
-			// Move to the front: the cache keeps the most recently used.
-			s.snaps.past = append([]*reports.Snapshot{c}, append(s.snaps.past[:i:i], s.snaps.past[i+1:]...)...)
-			s.snaps.mu.Unlock()
-			return *c, nil
-		}
-	}
-	s.snaps.mu.Unlock()
-	snap, err := s.d.Reports.AsOf(ctx, at)
-	if err != nil {
-		return reports.Snapshot{}, err
-	}
-	s.snaps.mu.Lock()
-	s.snaps.past = append([]*reports.Snapshot{&snap}, s.snaps.past...)
-	if len(s.snaps.past) > asOfCacheSize {
-		s.snaps.past = s.snaps.past[:asOfCacheSize]
-	}
-	s.snaps.mu.Unlock()
-	return snap, nil
-}
-
-func (s *Server) live(ctx context.Context) (reports.Snapshot, error) {
-	pos, err := s.d.Reports.Position(ctx)
-	if err != nil {
-		return reports.Snapshot{}, err
-	}
-	s.snaps.mu.Lock()
-	cached := s.snaps.snap
-	s.snaps.mu.Unlock()
-	if cached != nil && cached.Position == pos {
-		return *cached, nil
-	}
-	snap, err := s.d.Reports.Live(ctx)
-	if err != nil {
-		return reports.Snapshot{}, err
-	}
-	s.snaps.mu.Lock()
-	if s.snaps.snap == nil || s.snaps.snap.Position <= snap.Position {
-		s.snaps.snap = &snap
-	}
-	s.snaps.mu.Unlock()
-	return snap, nil
+	return s.d.Reports.AsOf(ctx, at)
 }
 
 // writeReport answers a report with an ETag of the position and scope it
@@ -155,9 +94,15 @@ func (s *Server) writeReport(w http.ResponseWriter, r *http.Request, c caller, p
 	return writeJSON(w, http.StatusOK, v)
 }
 
+// memo computes a report once per snapshot, scope and key (the report and
+// its parameters): polls between writes cost no computation.
+func (s *Server) memo(key string, snap reports.Snapshot, c caller, compute func() any) any {
+	return s.d.Reports.Memo(fmt.Sprintf("api:%s:%t", key, c.scope().IncludeSubmitted), snap, compute)
+}
+
 // report serves a report without parameters of its own: the caller's
 // scope, live or as of the position asked.
-func (s *Server) report(compute func(reports.Snapshot, caller) any) handlerFunc {
+func (s *Server) report(name string, compute func(reports.Snapshot, caller) any) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		c, err := s.authorize(w, r, actRead, "")
 		if err != nil {
@@ -167,7 +112,7 @@ func (s *Server) report(compute func(reports.Snapshot, caller) any) handlerFunc 
 		if err != nil {
 			return err
 		}
-		return s.writeReport(w, r, c, snap.Position, compute(snap, c))
+		return s.writeReport(w, r, c, snap.Position, s.memo(name, snap, c, func() any { return compute(snap, c) }))
 	}
 }
 
@@ -184,7 +129,9 @@ func (s *Server) figures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeReport(w, r, c, snap.Position, reports.ComputeFigures(snap, s.d.Catalog, cycle, c.scope()))
+	return s.writeReport(w, r, c, snap.Position, s.memo(fmt.Sprintf("figures:%d", cycle), snap, c, func() any {
+		return reports.ComputeFigures(snap, s.d.Catalog, cycle, c.scope())
+	}))
 }
 
 func (s *Server) stateProgress(w http.ResponseWriter, r *http.Request) error {
@@ -201,7 +148,7 @@ func (s *Server) stateProgress(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all := reports.ComputeStates(snap, s.d.Catalog, c.scope(), true)
+	all := s.memo("states-detail", snap, c, func() any { return reports.ComputeStates(snap, s.d.Catalog, c.scope(), true) }).(reports.States)
 	out := reports.StateProgress{State: country.Alpha3, Name: country.Name, ISCMs: []reports.Engagement{}}
 	for _, sp := range all.Items {
 		if sp.State == code {
@@ -232,7 +179,9 @@ func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeReport(w, r, c, snap.Position, reports.ComputeReview(snap, s.d.Catalog, cy, region, c.scope()))
+	return s.writeReport(w, r, c, snap.Position, s.memo(fmt.Sprintf("review:%s:%q", cy.ID, region), snap, c, func() any {
+		return reports.ComputeReview(snap, s.d.Catalog, cy, region, c.scope())
+	}))
 }
 
 // cycleDoc is a review cycle with whether IOM closed it.

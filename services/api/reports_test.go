@@ -2,10 +2,12 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/xuri/excelize/v2"
+
+	"gcmtrack/projections/reports"
 )
 
 // answer stores and publishes one answer set.
@@ -138,17 +142,31 @@ func TestAsOfEqualsTheLiveAnswerAtThatPosition(t *testing.T) {
 		return out
 	}
 	live := map[uint64]map[string]string{}
-	step := func(method, path, body string) {
-		w := s.mustOK(t, s.do(t, method, path, s.admin, body, nil), map[string]int{"PUT": 200, "POST": 201}[method])
+	step := func(method, path, body string, hdr map[string]string) map[string]any {
+		status := map[string]int{"PUT": 200, "POST": 201}[method]
+		if strings.HasSuffix(path, "/submit") || strings.HasSuffix(path, "/publish") || strings.HasSuffix(path, "/withdraw") || hdr != nil {
+			status = 200
+		}
+		w := s.mustOK(t, s.do(t, method, path, s.admin, body, hdr), status)
 		pos := uint64(w["position"].(float64))
 		live[pos] = reportsAt(fmt.Sprintf("&min_position=%d", pos))
+		return w
 	}
-	step("POST", "/v1/iscms/puebla-process/members", `{"state":"MEX"}`)
-	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"yes","objectives":[1,2]},"agenda_item":"yes","action_plan":{"status":"yes"}}`)
-	step("POST", "/v1/iscms/puebla-process/activities", `{"kind":"capacity_building","title":"w","start_date":"2019-05-01","objectives":[3],"states":["MEX"]}`)
-	step("POST", "/v1/iscms/sacm/members", `{"state":"MEX","status":"observer"}`)
-	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`)
-	step("POST", "/v1/iscms/puebla-process/partnerships", `{"partner":"ECLAC","category":"un_regional_commission"}`)
+	step("POST", "/v1/iscms/puebla-process/members", `{"state":"MEX"}`, nil)
+	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"yes","objectives":[1,2]},"agenda_item":"yes","action_plan":{"status":"yes"}}`, nil)
+	w := step("POST", "/v1/iscms/puebla-process/activities", `{"kind":"capacity_building","title":"w","start_date":"2019-05-01","objectives":[3],"states":["MEX"]}`, nil)
+	// The activity changes after the positions before: as of those, its
+	// earlier content and status count.
+	act := "/v1/iscms/puebla-process/activities/" + w["id"].(string)
+	step("POST", act+"/submit", "", nil)
+	step("POST", act+"/publish", "", nil)
+	step("POST", "/v1/iscms/sacm/members", `{"state":"MEX","status":"observer"}`, nil)
+	w = s.mustOK(t, s.do(t, "GET", act, s.admin, "", nil), 200)
+	step("PUT", act, `{"kind":"capacity_building","title":"w2","start_date":"2019-06-01","objectives":[4,7]}`,
+		map[string]string{"If-Match": fmt.Sprintf(`"%d"`, uint64(w["version"].(float64)))})
+	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`, nil)
+	step("POST", "/v1/iscms/puebla-process/partnerships", `{"partner":"ECLAC","category":"un_regional_commission"}`, nil)
+	step("POST", act+"/withdraw", `{"note":"duplicate"}`, nil)
 	for pos, want := range live {
 		got := reportsAt(fmt.Sprintf("&as_of_position=%d", pos))
 		for p := range want {
@@ -461,4 +479,67 @@ func TestExportsParseBack(t *testing.T) {
 			t.Errorf("%s: %d", bad, r.Status)
 		}
 	}
+}
+
+// TestLiveSnapshotRefreshEqualsAFreshRead checks that the live snapshot,
+// refreshed with what changed since it was read, holds what reading every
+// table afresh holds, through creations, revisions, each lifecycle step and
+// a questionnaire answered anew with fewer parts (its dropped derived
+// records must go).
+func TestLiveSnapshotRefreshEqualsAFreshRead(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	norm := func(snap reports.Snapshot) string {
+		recs := slices.Clone(snap.Records)
+		slices.SortFunc(recs, func(a, b reports.Record) int {
+			return strings.Compare(a.ISCM+"/"+a.Kind+"/"+a.ID, b.ISCM+"/"+b.Kind+"/"+b.ID)
+		})
+		ans := slices.Clone(snap.Answers)
+		slices.SortFunc(ans, func(a, b reports.Answer) int { return strings.Compare(a.ISCM+a.ID, b.ISCM+b.ID) })
+		ms := slices.Clone(snap.Memberships)
+		slices.SortFunc(ms, func(a, b reports.Membership) int { return strings.Compare(a.ISCM+a.State, b.ISCM+b.State) })
+		b, err := json.Marshal([]any{snap.Position, recs, ans, ms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	steps := 0
+	check := func(w map[string]any) {
+		t.Helper()
+		pos := uint64(w["position"].(float64))
+		// A report read through the API refreshes the shared store.
+		s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/progress/objectives?min_position=%d", pos), s.monitor, "", nil), 200)
+		kept, err := s.deps.Reports.Live(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := reports.NewStore(s.deps.Pool).Live(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kept.Position < pos {
+			t.Fatalf("kept snapshot at %d after a write at %d", kept.Position, pos)
+		}
+		if a, b := norm(kept), norm(fresh); a != b {
+			t.Fatalf("after step %d the refreshed snapshot differs from a fresh read:\n refreshed: %s\n     fresh: %s", steps, a, b)
+		}
+		steps++
+	}
+	q := "/v1/iscms/puebla-process/questionnaires/2018/questionnaire"
+	check(s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/members", s.admin, `{"state":"MEX"}`, nil), 201))
+	check(s.mustOK(t, s.do(t, "PUT", q, s.admin, `{"channel":"questionnaire","position":{"status":"yes","objectives":[1,2]},"agenda_item":"yes","action_plan":{"status":"yes"},"partnerships":[{"partner":"IOM","category":"igo"}]}`, nil), 200))
+	check(s.mustOK(t, s.do(t, "POST", q+"/publish", s.admin, "", nil), 200))
+	w := s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/activities", s.admin, `{"kind":"capacity_building","title":"w","start_date":"2019-05-01","objectives":[3],"states":["MEX"]}`, nil), 201)
+	check(w)
+	act := "/v1/iscms/puebla-process/activities/" + w["id"].(string)
+	check(s.mustOK(t, s.do(t, "PUT", act, s.admin, `{"kind":"capacity_building","title":"w2","start_date":"2019-06-01","objectives":[4,5]}`,
+		map[string]string{"If-Match": fmt.Sprintf(`"%d"`, uint64(w["position"].(float64)))}), 200))
+	check(s.mustOK(t, s.do(t, "POST", act+"/submit", s.admin, "", nil), 200))
+	check(s.mustOK(t, s.do(t, "POST", act+"/publish", s.admin, "", nil), 200))
+	// Answered anew without the action plan and the partnership: their
+	// derived records are dropped.
+	check(s.mustOK(t, s.do(t, "PUT", q, s.admin, `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`, nil), 200))
+	check(s.mustOK(t, s.do(t, "POST", act+"/withdraw", s.admin, `{"note":"duplicate"}`, nil), 200))
+	check(s.mustOK(t, s.do(t, "DELETE", "/v1/iscms/puebla-process/members/MEX", s.admin, "", nil), 200))
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -82,11 +83,22 @@ func (s *Server) getISCM(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := iscmProfile{Profile: p}
 	if s.d.RecordsQ != nil {
-		sum, err := s.d.RecordsQ.Summary(r.Context(), c.visibility(), slug)
+		// Kept until the read models move: a profile polled between
+		// writes costs no query over the ISCM's records.
+		vis := c.visibility()
+		summary := func() (any, error) { return s.d.RecordsQ.Summary(r.Context(), vis, slug) }
+		var sum any
+		var err error
+		if s.d.Reports != nil {
+			sum, err = s.d.Reports.MemoNow(r.Context(), fmt.Sprintf("summary:%s:%t:%s", slug, vis.All, vis.ISCM), summary)
+		} else {
+			sum, err = summary()
+		}
 		if err != nil {
 			return err
 		}
-		out.Engagement = &sum
+		v := sum.(projrecords.Summary)
+		out.Engagement = &v
 	}
 	// The ETag is the registry aggregate's version, what If-Match on a
 	// membership change compares. The engagement summary changes without

@@ -89,8 +89,6 @@ type Server struct {
 	docOnce sync.Once
 	doc     []byte
 	docErr  error
-
-	snaps snapshots
 }
 
 // New builds the API's handler.
