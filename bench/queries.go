@@ -14,15 +14,17 @@ import (
 
 // The query pairs: the read side must stay flat as the log grows. Each
 // size gets a fresh stack (API and projector, as `gcmtrack run`), a stream
-// of that many events, the same set of published records and 2018
-// questionnaire answers written through the API, and then each endpoint is
-// read by queryClients clients for queryWindow; the p99 counts.
+// of that many events drawn from the replay mix (so the records grow with
+// it), the same set of published records and 2019 questionnaire answers
+// written through the API, and then each endpoint is read by queryClients
+// clients for queryWindow; the p99 counts.
 
 const (
 	queryClients  = 8
 	queryWindow   = 2 * time.Second
 	feedRecords   = 600
 	answeredISCMs = 12
+	queryWrites   = 20
 )
 
 // queryStack is one size's stack with its data in place.
@@ -45,7 +47,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 		return nil, err
 	}
 	q := &queryStack{st: st, db: db, close: func() { st.stop(); db.close() }}
-	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed, false); err != nil {
+	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed, true); err != nil {
 		q.close()
 		return nil, fmt.Errorf("generate %d events: %w", events, err)
 	}
@@ -76,7 +78,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 	for i, slug := range catISCMs[:answeredISCMs] {
 		body := fmt.Sprintf(`{"channel":"questionnaire","position":{"status":%q,"objectives":[%d,%d]},"agenda_item":"yes","action_plan":{"status":"not_known"},"capacity_building":[{"title":"w","form":"training_workshop"}],"partnerships":[{"partner":"IOM","category":"igo"}]}`,
 			[]string{"yes", "no", "in_process"}[i%3], 1+i%23, 1+(i+5)%23)
-		path := "/v1/iscms/" + slug + "/questionnaires/2018/questionnaire"
+		path := "/v1/iscms/" + slug + "/questionnaires/2019/questionnaire"
 		if _, err := call("PUT", path, body); err != nil {
 			q.close()
 			return nil, err
@@ -138,6 +140,12 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 // the 99th percentile latency in ms and the number of requests served.
 func p99(ctx context.Context, url string, headers map[string]string) (float64, int, int, error) {
 	c := newHTTPClient(queryClients)
+	// One read before the window: the steady state of a polled endpoint,
+	// not the first computation after a change (measured on its own by
+	// readAfterWrite).
+	if _, err := timedGet(ctx, c, url); err != nil {
+		return 0, 0, 0, err
+	}
 	var mu sync.Mutex
 	var lat []float64
 	var notModified, failed atomic.Int64
@@ -184,6 +192,76 @@ func p99(ctx context.Context, url string, headers map[string]string) (float64, i
 	return Percentile(lat, 99), len(lat), int(notModified.Load()), nil
 }
 
+// timedGet reads url once and returns how long it took.
+func timedGet(ctx context.Context, c *http.Client, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %d", url, res.StatusCode)
+	}
+	return float64(time.Since(t0).Microseconds()) / 1000, nil
+}
+
+// readAfterWrite times the objectives coverage read first after a write
+// (with min_position, as a dashboard refreshing after an edit would): the
+// reports' snapshot catches up with the write and the report is computed
+// anew. The median of queryWrites such reads is returned.
+func readAfterWrite(ctx context.Context, q *queryStack) (float64, error) {
+	c := newHTTPClient(1)
+	var lat []float64
+	for i := range queryWrites {
+		req, err := http.NewRequestWithContext(ctx, "POST", q.st.url+"/v1/iscms/puebla-process/resources", strings.NewReader(fmt.Sprintf(`{"kind":"human","description":"read after write %d"}`, i)))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+q.db.admin)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		var w struct {
+			Position uint64 `json:"position"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&w)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusCreated {
+			return 0, fmt.Errorf("write before a read: %d %v", res.StatusCode, err)
+		}
+		d, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?min_position=%d", q.st.url, w.Position))
+		if err != nil {
+			return 0, err
+		}
+		lat = append(lat, d)
+	}
+	return Percentile(lat, 50), nil
+}
+
+// asOfFirstReads times the first read of the objectives coverage as of
+// positions no read asked for before (each snapshot rebuilt from the
+// history) and returns the median.
+func asOfFirstReads(ctx context.Context, q *queryStack) (float64, error) {
+	c := newHTTPClient(1)
+	var lat []float64
+	for _, div := range []uint64{3, 4, 5, 6, 7} {
+		d, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?as_of_position=%d", q.st.url, 2*q.half/div))
+		if err != nil {
+			return 0, err
+		}
+		lat = append(lat, d)
+	}
+	return Percentile(lat, 50), nil
+}
+
 // queryRows measures the query pairs.
 func (r *runner) queryRows(ctx context.Context) []Row {
 	small, large := max(r.cfg.Events/10, 2000), r.cfg.Events
@@ -198,14 +276,16 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 		rows[i] = Row{Path: "query p99: " + p.name + " at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("p99 of the same endpoint with %d events", small), Target: AtMost(1.5)}
 	}
 	feed := Row{Path: "query p99: feed page deep in the stream vs first page", Unit: "ms", BaselineName: "p99 of the feed's first page (limit 50), same stack", Target: AtMost(1.5)}
+	fresh := Row{Path: "query: objectives read first after a write at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("the same with %d events", small)}
+	asofFirst := Row{Path: "query: objectives as_of_position read first vs live read first after a write", Unit: "ms", BaselineName: "the live objectives read first after a write, same stack"}
 	asof := Row{Path: "query p99: objectives as_of_position vs live", Unit: "ms", BaselineName: "p99 of the live objectives coverage, same stack", Target: AtMost(10)}
 	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
 	fail := func(err error) []Row {
 		for i := range rows {
 			rows[i].Err = err.Error()
 		}
-		feed.Err, asof.Err, public.Err = err.Error(), err.Error(), err.Error()
-		return append(rows, feed, asof, public)
+		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
+		return append(rows, fresh, feed, asof, asofFirst, public)
 	}
 	for rep := range r.cfg.Reps {
 		for _, size := range []int{small, large} {
@@ -225,6 +305,22 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 				} else {
 					rows[i].Baseline = append(rows[i].Baseline, v)
 				}
+			}
+			v, err := readAfterWrite(ctx, q)
+			if err != nil {
+				q.close()
+				return fail(err)
+			}
+			if size == large {
+				fresh.Product = append(fresh.Product, v)
+				past, err := asOfFirstReads(ctx, q)
+				if err != nil {
+					q.close()
+					return fail(err)
+				}
+				asofFirst.Product, asofFirst.Baseline = append(asofFirst.Product, past), append(asofFirst.Baseline, v)
+			} else {
+				fresh.Baseline = append(fresh.Baseline, v)
 			}
 			if size == large {
 				first, _, _, err := p99(ctx, q.st.url+"/v1/feeds/published.json?limit=50", nil)
@@ -254,9 +350,11 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	}
 	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
 	for i := range rows {
-		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events at N, %d at N/10; each with %d published records and %d ISCMs' 2018 answers written through the API; %d clients for %s per endpoint; rate limits off (the stack as the benchmark builds it); each stack vacuumed and analyzed once built, then measured", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
+		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; %d clients for %s per endpoint; rate limits off (the stack as the benchmark builds it); each stack vacuumed and analyzed once built, then measured", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
 	}
-	return append(rows, feed, asof, public)
+	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
+	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
+	return append(rows, fresh, feed, asof, asofFirst, public)
 }
 
 // publicLoad drives the feed's first page as hard as the harness can for
