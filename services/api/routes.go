@@ -74,36 +74,41 @@ func (s *Server) getISCM(w http.ResponseWriter, r *http.Request) error {
 	if err := s.awaitPosition(r, names...); err != nil {
 		return err
 	}
-	p, err := s.d.RegistryQ.Get(r.Context(), slug)
+	vis := c.visibility()
+	build := func() (any, error) {
+		p, err := s.d.RegistryQ.Get(r.Context(), slug)
+		if err != nil {
+			return nil, err
+		}
+		out := iscmProfile{Profile: p}
+		if s.d.RecordsQ != nil {
+			sum, err := s.d.RecordsQ.Summary(r.Context(), vis, slug)
+			if err != nil {
+				return nil, err
+			}
+			out.Engagement = &sum
+		}
+		return out, nil
+	}
+	var v any
+	if s.d.Reports != nil && s.d.RecordsQ != nil {
+		// Kept until the read models move: a profile polled between
+		// writes costs no query.
+		v, err = s.d.Reports.MemoNow(r.Context(), fmt.Sprintf("profile:%s:%t:%s", slug, vis.All, vis.ISCM), build)
+	} else {
+		v, err = build()
+	}
 	if errors.Is(err, projregistry.ErrNotFound) {
 		return problem(http.StatusNotFound, "not-found", "no ISCM with slug "+strconv.Quote(slug))
 	}
 	if err != nil {
 		return err
 	}
-	out := iscmProfile{Profile: p}
-	if s.d.RecordsQ != nil {
-		// Kept until the read models move: a profile polled between
-		// writes costs no query over the ISCM's records.
-		vis := c.visibility()
-		summary := func() (any, error) { return s.d.RecordsQ.Summary(r.Context(), vis, slug) }
-		var sum any
-		var err error
-		if s.d.Reports != nil {
-			sum, err = s.d.Reports.MemoNow(r.Context(), fmt.Sprintf("summary:%s:%t:%s", slug, vis.All, vis.ISCM), summary)
-		} else {
-			sum, err = summary()
-		}
-		if err != nil {
-			return err
-		}
-		v := sum.(projrecords.Summary)
-		out.Engagement = &v
-	}
+	out := v.(iscmProfile)
 	// The ETag is the registry aggregate's version, what If-Match on a
 	// membership change compares. The engagement summary changes without
 	// it, so this document is never answered with 304.
-	w.Header().Set("ETag", etag(p.Version))
+	w.Header().Set("ETag", etag(out.Version))
 	return writeJSON(w, http.StatusOK, out)
 }
 

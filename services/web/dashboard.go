@@ -27,7 +27,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, u *user) (vie
 	if err != nil {
 		return view{}, err
 	}
-	f := reports.ComputeFigures(snap, s.d.Catalog, 2018, u.scope())
+	f := memo(s, "figures:2018", snap, u.scope(), func() reports.Figures { return reports.ComputeFigures(snap, s.d.Catalog, 2018, u.scope()) })
 	queue, err := s.queue(r.Context(), u)
 	if err != nil {
 		return view{}, err

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,13 @@ func (s *Server) snapshot(r *http.Request) (reports.Snapshot, string, error) {
 	}
 	snap, err := s.d.Reports.Live(ctx)
 	return snap, "", err
+}
+
+// memo computes what a page shows once per snapshot and scope (see
+// reports.Store.Memo); the result is shared, so a page that changes it
+// changes a copy.
+func memo[T any](s *Server, key string, snap reports.Snapshot, sc reports.Scope, compute func() T) T {
+	return s.d.Reports.Memo(fmt.Sprintf("web:%s:%t", key, sc.IncludeSubmitted), snap, func() any { return compute() }).(T)
 }
 
 // asOf is the date picker's state on every report page.
@@ -147,7 +155,8 @@ func (s *Server) overviewData(r *http.Request, u *user) (overviewPage, error) {
 	if err != nil {
 		return overviewPage{}, err
 	}
-	rows := s.overview(snap, u.scope())
+	// Sorted in place below: a copy of the kept rows.
+	rows := slices.Clone(memo(s, "overview", snap, u.scope(), func() []iscmRow { return s.overview(snap, u.scope()) }))
 	by, desc := r.URL.Query().Get("sort"), r.URL.Query().Get("dir") == "desc"
 	sortRows(rows, by, desc)
 	return overviewPage{AsOf: s.asOfOf(snap, date, u), Rows: rows, Sort: by, Desc: desc}, nil
@@ -187,7 +196,7 @@ func (s *Server) figuresPage(w http.ResponseWriter, r *http.Request, u *user) (v
 	if err != nil {
 		return view{}, err
 	}
-	f := reports.ComputeFigures(snap, s.d.Catalog, cycle, u.scope())
+	f := memo(s, fmt.Sprintf("figures:%d", cycle), snap, u.scope(), func() reports.Figures { return reports.ComputeFigures(snap, s.d.Catalog, cycle, u.scope()) })
 	charts := figureCharts(s, f)
 	return view{Template: "figures", Title: s.t("figures.title"), Data: map[string]any{"AsOf": s.asOfOf(snap, date, u), "Figures": f, "Charts": charts, "Cycle": cycle}}, nil
 }
@@ -247,7 +256,7 @@ func (s *Server) figuresCSV(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f := reports.ComputeFigures(snap, s.d.Catalog, cycle, u.scope())
+	f := memo(s, fmt.Sprintf("figures:%d", cycle), snap, u.scope(), func() reports.Figures { return reports.ComputeFigures(snap, s.d.Catalog, cycle, u.scope()) })
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="figures-%d.csv"`, cycle))
 	return writeChartsCSV(w, figureCharts(s, f))
@@ -258,7 +267,7 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 	if err != nil {
 		return view{}, err
 	}
-	o := reports.ComputeObjectives(snap, s.d.Catalog, u.scope())
+	o := memo(s, "objectives", snap, u.scope(), func() reports.Objectives { return reports.ComputeObjectives(snap, s.d.Catalog, u.scope()) })
 	sc := u.scope()
 	pos, plan := snap.Current(events.KindPosition, sc), snap.Current(events.KindActionPlan, sc)
 	acts := map[string]map[int]bool{}
@@ -302,7 +311,8 @@ func (s *Server) statesPage(w http.ResponseWriter, r *http.Request, u *user) (vi
 	if err != nil {
 		return view{}, err
 	}
-	st := reports.ComputeStates(snap, s.d.Catalog, u.scope(), false)
+	st := memo(s, "states", snap, u.scope(), func() reports.States { return reports.ComputeStates(snap, s.d.Catalog, u.scope(), false) })
+	st.Items = slices.Clone(st.Items) // sorted in place below
 	max := 0
 	for _, it := range st.Items {
 		if it.ISCMCount > max {
@@ -331,7 +341,9 @@ func (s *Server) recommendationsPage(w http.ResponseWriter, r *http.Request, u *
 	if err != nil {
 		return view{}, err
 	}
-	rec := reports.ComputeRecommendations(snap, s.d.Catalog, u.scope())
+	rec := memo(s, "recommendations", snap, u.scope(), func() reports.Recommendations {
+		return reports.ComputeRecommendations(snap, s.d.Catalog, u.scope())
+	})
 	return view{Template: "recommendations", Title: s.t("rec.title"), Data: map[string]any{"AsOf": s.asOfOf(snap, date, u), "Rec": rec}}, nil
 }
 
@@ -349,7 +361,9 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request, u *user) (vi
 		return view{}, err
 	}
 	region := r.URL.Query().Get("region")
-	rv := reports.ComputeReview(snap, s.d.Catalog, cy, region, u.scope())
+	rv := memo(s, fmt.Sprintf("review:%s:%q", cy.ID, region), snap, u.scope(), func() reports.Review {
+		return reports.ComputeReview(snap, s.d.Catalog, cy, region, u.scope())
+	})
 	states, err := s.d.RecordsQ.Cycles(r.Context())
 	if err != nil {
 		return view{}, err
