@@ -97,11 +97,13 @@ type memoEntry struct {
 }
 
 // Cache sizes: a past snapshot never changes, so each is read once while
-// it stays among the pastSnapshots most recently used; memoSize report
-// results are kept the same way.
+// it stays among the pastSnapshots most recently used, as long as they
+// hold no more records together than twice the live snapshot (or
+// pastRecordsFloor); memoSize report results are kept the same way.
 const (
-	pastSnapshots = 8
-	memoSize      = 128
+	pastSnapshots    = 8
+	pastRecordsFloor = 20_000
+	memoSize         = 128
 )
 
 // NewStore returns the reports' reader.
@@ -299,12 +301,28 @@ func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	s.mu.Lock()
-	s.past = append([]*Snapshot{&snap}, s.past...)
-	if len(s.past) > pastSnapshots {
-		s.past = s.past[:pastSnapshots]
+	live := 0
+	if s.live != nil {
+		live = len(s.live.Records)
 	}
+	s.past = keepPast(append([]*Snapshot{&snap}, s.past...), live)
 	s.mu.Unlock()
 	return snap, nil
+}
+
+// keepPast is the most recently used past snapshots that stay kept: the
+// first always, then while there are at most pastSnapshots holding at most
+// twice the live snapshot's records (or pastRecordsFloor) together.
+func keepPast(past []*Snapshot, live int) []*Snapshot {
+	budget := max(pastRecordsFloor, 2*live)
+	kept := 0
+	for i, c := range past {
+		if kept += len(c.Records); i > 0 && (i >= pastSnapshots || kept > budget) {
+			clear(past[i:]) // let the dropped ones go
+			return past[:i]
+		}
+	}
+	return past
 }
 
 func (s *Store) cachedPast(position uint64, gens string) *Snapshot {

@@ -1,0 +1,35 @@
+package reports
+
+import "testing"
+
+func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
+	snap := func(records int) *Snapshot { return &Snapshot{Records: make([]Record, records)} }
+	many := func(n, records int) []*Snapshot {
+		out := make([]*Snapshot, n)
+		for i := range out {
+			out[i] = snap(records)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name       string
+		past       []*Snapshot
+		live, want int
+	}{
+		{"small ones: at most pastSnapshots", many(12, 10), 100, pastSnapshots},
+		{"within twice the live records", many(8, 50_000), 100_000, 4},
+		{"the floor when the live snapshot is small", many(8, 10_000), 10, 2},
+		{"the newest always, however large", many(3, 1_000_000), 10, 1},
+		{"none to drop", many(2, 10), 10, 2},
+	} {
+		got := keepPast(c.past, c.live)
+		if len(got) != c.want {
+			t.Errorf("%s: kept %d, want %d", c.name, len(got), c.want)
+		}
+		for i := len(got); i < len(c.past); i++ {
+			if c.past[:cap(c.past)][i] != nil {
+				t.Errorf("%s: dropped snapshot %d still referenced", c.name, i)
+			}
+		}
+	}
+}
