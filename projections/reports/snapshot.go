@@ -81,11 +81,13 @@ type Store struct {
 	past []*Snapshot // as of earlier positions, most recently used first
 	memo []memoEntry // most recently used first
 
-	// build lets one caller at a time read a snapshot from the database;
-	// callers asking for the same one meanwhile wait and share it.
-	build sync.Mutex
-	// index finds a record of live by its key; only the holder of build
-	// uses it.
+	// buildLive and buildPast let one caller at a time read a live or a
+	// past snapshot from the database; callers asking for the same one
+	// meanwhile wait and share it. A past snapshot being rebuilt does not
+	// hold up the live one.
+	buildLive, buildPast sync.Mutex
+	// index finds a record of live by its key; only the holder of
+	// buildLive uses it.
 	index map[recordKey]int
 }
 
@@ -163,8 +165,8 @@ func (s *Store) Live(ctx context.Context) (Snapshot, error) {
 	if snap := s.cachedLive(pos, gens); snap != nil {
 		return *snap, nil
 	}
-	s.build.Lock()
-	defer s.build.Unlock()
+	s.buildLive.Lock()
+	defer s.buildLive.Unlock()
 	if snap := s.cachedLive(pos, gens); snap != nil {
 		return *snap, nil
 	}
@@ -291,8 +293,8 @@ func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	if snap := s.cachedPast(position, gens); snap != nil {
 		return *snap, nil
 	}
-	s.build.Lock()
-	defer s.build.Unlock()
+	s.buildPast.Lock()
+	defer s.buildPast.Unlock()
 	if snap := s.cachedPast(position, gens); snap != nil {
 		return *snap, nil
 	}
