@@ -53,13 +53,13 @@ func (s set) add(k string) set {
 // count.
 func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	out := map[string]Record{}
-	for _, r := range snap.OfKind(kind) {
-		if !sc.counts(r.Status) {
+	for _, r := range snap.Records {
+		if r.Kind != kind || !sc.counts(r.Status) {
 			continue
 		}
 		cur, ok := out[r.ISCM]
-		if !ok || better(*r, cur) {
-			out[r.ISCM] = *r
+		if !ok || better(r, cur) {
+			out[r.ISCM] = r
 		}
 	}
 	return out
@@ -389,8 +389,8 @@ func ComputeObjectives(snap Snapshot, cat *catalog.Catalog, sc Scope) Objectives
 	pos := via(snap.Current(events.KindPosition, sc))
 	plan := via(snap.Current(events.KindActionPlan, sc))
 	acts := map[int]set{}
-	for _, r := range snap.OfKind(events.KindActivity) {
-		if !sc.counts(r.Status) {
+	for _, r := range snap.Records {
+		if r.Kind != events.KindActivity || !sc.counts(r.Status) {
 			continue
 		}
 		for _, o := range r.Objectives {

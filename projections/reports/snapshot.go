@@ -60,41 +60,13 @@ type Membership struct {
 
 // Snapshot is what the read models held at Position.
 type Snapshot struct {
-	Position uint64
-	// Records are shared by every reader of the snapshot: never changed.
-	Records     []*Record
+	Position    uint64
+	Records     []Record
 	Answers     []Answer
 	Memberships []Membership
 
-	gens  string     // the source projections' generations it was read from
-	past  bool       // rebuilt from the history (AsOf), not read live
-	kinds *kindIndex // Records by kind, built on first use
-}
-
-// kindIndex lists a snapshot's records by kind.
-type kindIndex struct {
-	once sync.Once
-	by   map[string][]*Record
-}
-
-// OfKind returns the snapshot's records of one kind.
-func (snap Snapshot) OfKind(kind string) []*Record {
-	if snap.kinds == nil {
-		var out []*Record
-		for _, r := range snap.Records {
-			if r.Kind == kind {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
-	snap.kinds.once.Do(func() {
-		snap.kinds.by = map[string][]*Record{}
-		for _, r := range snap.Records {
-			snap.kinds.by[r.Kind] = append(snap.kinds.by[r.Kind], r)
-		}
-	})
-	return snap.kinds.by[kind]
+	gens string // the source projections' generations it was read from
+	past bool   // rebuilt from the history (AsOf), not read live
 }
 
 // Store reads snapshots and keeps them: the live one, refreshed with what
@@ -114,16 +86,12 @@ type Store struct {
 	// meanwhile wait and share it. A past snapshot being rebuilt does not
 	// hold up the live one.
 	buildLive, buildPast sync.Mutex
-	// index finds a record of live by its key, and derived lists the
-	// records derived from each questionnaire; only the holder of
-	// buildLive uses them.
-	index   map[recordKey]int
-	derived map[questionnaireKey][]recordKey
+	// index finds a record of live by its key; only the holder of
+	// buildLive uses it.
+	index map[recordKey]int
 }
 
 type recordKey struct{ iscm, kind, id string }
-
-type questionnaireKey struct{ iscm, id string }
 
 type memoEntry struct {
 	key string
@@ -234,7 +202,7 @@ func (s *Store) cachedLive(pos uint64, gens string) *Snapshot {
 // readLive reads the live snapshot in one repeatable-read transaction:
 // from scratch, or as prev plus what changed after it.
 func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) {
-	snap := Snapshot{kinds: &kindIndex{}}
+	var snap Snapshot
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if snap.Position, snap.gens, err = s.state(ctx, tx); err != nil {
@@ -244,9 +212,9 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 			if snap.Records, err = scanLiveRecords(ctx, tx, liveRecordsSQL); err != nil {
 				return err
 			}
-			s.index, s.derived = make(map[recordKey]int, len(snap.Records)), map[questionnaireKey][]recordKey{}
+			s.index = make(map[recordKey]int, len(snap.Records))
 			for i, r := range snap.Records {
-				s.indexRecord(r, i)
+				s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
 			}
 		} else if snap.Records, err = s.refreshRecords(ctx, tx, prev); err != nil {
 			return err
@@ -260,24 +228,12 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 	return snap, err
 }
 
-// indexRecord notes that r is at i in the live snapshot's records.
-func (s *Store) indexRecord(r *Record, i int) {
-	k := recordKey{r.ISCM, r.Kind, r.ID}
-	if _, ok := s.index[k]; !ok && r.Source == "questionnaire" {
-		q := questionnaireKey{r.ISCM, r.Questionnaire}
-		s.derived[q] = append(s.derived[q], k)
-	}
-	s.index[k] = i
-}
-
 // refreshRecords is prev's records with those changed after prev.Position
 // read again. A derived record disappears only when its questionnaire is
 // answered anew, so the derived records of every questionnaire changed
 // since are dropped first; those that remain changed with it and are read
-// again. prev's list is shared with its readers and stays as it is; the
-// new one shares the records that did not change. The cost follows the
-// number of changes, but for copying the list of pointers.
-func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot) ([]*Record, error) {
+// again. prev's slice is shared with its readers and stays as it is.
+func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot) ([]Record, error) {
 	after := int64(prev.Position)
 	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", after)
 	if err != nil {
@@ -287,36 +243,40 @@ func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot) (
 	if err != nil {
 		return nil, err
 	}
-	qs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (questionnaireKey, error) {
-		var k questionnaireKey
+	type qKey struct{ iscm, id string }
+	qs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (qKey, error) {
+		var k qKey
 		return k, row.Scan(&k.iscm, &k.id)
 	})
 	if err != nil {
 		return nil, err
 	}
 	recs := slices.Clone(prev.Records)
-	for _, q := range qs {
-		for _, k := range s.derived[q] {
-			i, ok := s.index[k]
-			if !ok {
+	if len(qs) > 0 {
+		gone := make(map[qKey]bool, len(qs))
+		for _, k := range qs {
+			gone[k] = true
+		}
+		kept := recs[:0]
+		for _, r := range recs {
+			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
 				continue
 			}
-			// Move the last record into the place of the one dropped.
-			last := len(recs) - 1
-			recs[i] = recs[last]
-			s.index[recordKey{recs[i].ISCM, recs[i].Kind, recs[i].ID}] = i
-			recs[last] = nil
-			recs = recs[:last]
-			delete(s.index, k)
+			kept = append(kept, r)
 		}
-		delete(s.derived, q)
+		recs = kept
+		clear(s.index)
+		for i, r := range recs {
+			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
+		}
 	}
 	for _, r := range changed {
-		if i, ok := s.index[recordKey{r.ISCM, r.Kind, r.ID}]; ok {
+		k := recordKey{r.ISCM, r.Kind, r.ID}
+		if i, ok := s.index[k]; ok {
 			recs[i] = r
 			continue
 		}
-		s.indexRecord(r, len(recs))
+		s.index[k] = len(recs)
 		recs = append(recs, r)
 	}
 	return recs, nil
@@ -504,7 +464,7 @@ ORDER BY m.iscm, m.state`
 // readAsOf rebuilds the snapshot at an earlier position from the history
 // tables.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
-	snap := Snapshot{Position: position, past: true, kinds: &kindIndex{}}
+	snap := Snapshot{Position: position, past: true}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
@@ -530,7 +490,7 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	// Records derived from answers, as the records projection derives them.
 	for _, a := range snap.Answers {
 		for _, d := range a.Answers.Derive() {
-			snap.Records = append(snap.Records, &Record{
+			snap.Records = append(snap.Records, Record{
 				ISCM: a.ISCM, Kind: d.Content.RecordKind(), ID: events.DerivedID(a.ID, d.Part), Status: a.Status,
 				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Cols: records.Columns(d.Content), Pos: a.Pos,
 			})
@@ -540,13 +500,13 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 }
 
 // scanLiveRecords reads records from the columns of liveRecordsSQL.
-func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*Record, error) {
+func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Record, error) {
-		r := &Record{}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+		var r Record
 		var from, to *time.Time
 		var pos int64
 		if err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
@@ -568,13 +528,13 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([
 	})
 }
 
-func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*Record, error) {
+func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Record, error) {
-		r := &Record{}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+		var r Record
 		var content []byte
 		var pos int64
 		if err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle, &content, &pos, &r.RecordedAt); err != nil {

@@ -3,7 +3,7 @@ package reports
 import "testing"
 
 func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
-	snap := func(records int) *Snapshot { return &Snapshot{Records: make([]*Record, records)} }
+	snap := func(records int) *Snapshot { return &Snapshot{Records: make([]Record, records)} }
 	many := func(n, records int) []*Snapshot {
 		out := make([]*Snapshot, n)
 		for i := range out {

@@ -491,7 +491,7 @@ func TestLiveSnapshotRefreshEqualsAFreshRead(t *testing.T) {
 	ctx := context.Background()
 	norm := func(snap reports.Snapshot) string {
 		recs := slices.Clone(snap.Records)
-		slices.SortFunc(recs, func(a, b *reports.Record) int {
+		slices.SortFunc(recs, func(a, b reports.Record) int {
 			return strings.Compare(a.ISCM+"/"+a.Kind+"/"+a.ID, b.ISCM+"/"+b.Kind+"/"+b.ID)
 		})
 		ans := slices.Clone(snap.Answers)
