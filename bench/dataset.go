@@ -304,7 +304,10 @@ func publishEnvelopes(ctx context.Context, nc *nats.Conn, store *eventstore.Stor
 		_, err = js.PublishMsgAsync(msg,
 			jetstream.WithExpectStream(events.StreamName),
 			jetstream.WithExpectLastSequencePerSubject(lastOf[subject]),
-			jetstream.WithMsgID(env.ID.String()))
+			jetstream.WithMsgID(env.ID.String()),
+			// A stack's projector consumes while the stream is written:
+			// acks may lag the window for a while.
+			jetstream.WithStallWait(30*time.Second))
 		if err != nil {
 			return 0, fmt.Errorf("async publish: %w", err)
 		}
