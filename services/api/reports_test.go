@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -542,4 +543,86 @@ func TestLiveSnapshotRefreshEqualsAFreshRead(t *testing.T) {
 	check(s.mustOK(t, s.do(t, "PUT", q, s.admin, `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`, nil), 200))
 	check(s.mustOK(t, s.do(t, "POST", act+"/withdraw", s.admin, `{"note":"duplicate"}`, nil), 200))
 	check(s.mustOK(t, s.do(t, "DELETE", "/v1/iscms/puebla-process/members/MEX", s.admin, "", nil), 200))
+}
+
+// TestReportsReadWhileWritten reads reports, live and as of earlier
+// positions, from several clients while another writes, then checks that
+// the snapshot kept through it all equals a fresh read.
+func TestReportsReadWhileWritten(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	var last atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for c := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			paths := []string{"/v1/progress/objectives", "/v1/progress/states", "/v1/reports/figures?cycle=2018", "/v1/iscms/puebla-process"}
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				p := paths[(c+i)%len(paths)]
+				if at := last.Load(); i%3 == 0 && at > 0 && !strings.HasPrefix(p, "/v1/iscms/") {
+					sep := "?"
+					if strings.Contains(p, "?") {
+						sep = "&"
+					}
+					p += fmt.Sprintf("%sas_of_position=%d", sep, 1+uint64(i)%at)
+				}
+				if r := s.do(t, "GET", p, s.monitor, "", nil); r.Status != 200 {
+					select {
+					case errs <- fmt.Sprintf("%s: %d %s", p, r.Status, r.Body):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	q := "/v1/iscms/puebla-process/questionnaires/2018/questionnaire"
+	for i := range 10 {
+		w := s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/activities", s.admin,
+			fmt.Sprintf(`{"kind":"capacity_building","title":"w%d","start_date":"2019-05-01","objectives":[%d]}`, i, 1+i%23), nil), 201)
+		act := "/v1/iscms/puebla-process/activities/" + w["id"].(string)
+		s.mustOK(t, s.do(t, "POST", act+"/submit", s.admin, "", nil), 200)
+		w = s.mustOK(t, s.do(t, "POST", act+"/publish", s.admin, "", nil), 200)
+		last.Store(uint64(w["position"].(float64)))
+		body := `{"channel":"questionnaire","position":{"status":"yes","objectives":[1]},"agenda_item":"yes","partnerships":[{"partner":"IOM","category":"igo"}]}`
+		if i%2 == 1 {
+			body = `{"channel":"questionnaire","position":{"status":"in_process","objectives":[2]}}`
+		}
+		w = s.mustOK(t, s.do(t, "PUT", q, s.admin, body, nil), 200)
+		last.Store(uint64(w["position"].(float64)))
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	pos := last.Load()
+	s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/progress/objectives?min_position=%d", pos), s.monitor, "", nil), 200)
+	kept, err := s.deps.Reports.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := reports.NewStore(s.deps.Pool).Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(snap reports.Snapshot) string {
+		keys := make([]string, 0, len(snap.Records))
+		for _, r := range snap.Records {
+			keys = append(keys, fmt.Sprintf("%s/%s/%s %s %d %v", r.ISCM, r.Kind, r.ID, r.Status, r.Pos, r.Objectives))
+		}
+		slices.Sort(keys)
+		return strings.Join(keys, "\n")
+	}
+	if kept.Position < pos || key(kept) != key(fresh) {
+		t.Fatalf("kept snapshot at %d (write at %d) differs from a fresh read:\n%s\n---\n%s", kept.Position, pos, key(kept), key(fresh))
+	}
 }
