@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sort"
 	"sync"
@@ -115,6 +116,19 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 func (s *Store) Position(ctx context.Context) (uint64, error) {
 	p, _, err := s.state(ctx, s.pool)
 	return p, err
+}
+
+// Version names the read models' current state: their common position and
+// their generations. What is computed from them alone changes only when it
+// does, so it can tag responses (ETag).
+func (s *Store) Version(ctx context.Context) (string, error) {
+	p, gens, err := s.state(ctx, s.pool)
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New32a()
+	h.Write([]byte(gens))
+	return fmt.Sprintf("%d.%08x", p, h.Sum32()), nil
 }
 
 // stateSQL gives the sources' common position and their active

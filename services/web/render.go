@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"html/template"
 	"net/http"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,11 +48,30 @@ func (e *errPage) Error() string { return e.msg }
 func (s *Server) notFound() error  { return &errPage{http.StatusNotFound, s.t("error.notfound")} }
 func (s *Server) forbidden() error { return &errPage{http.StatusForbidden, s.t("error.forbidden")} }
 
-func (s *Server) page(pattern string, h pageHandler) {
+func (s *Server) page(pattern string, h pageHandler) { s.register(pattern, h, false) }
+
+// publicPage registers a page of published progress: answered to visitors
+// who are not signed in with an ETag of the read models' state, the query
+// and the build, and with 304 Not Modified when they send it back, so a
+// repeated poll costs one query and no rendering.
+func (s *Server) publicPage(pattern string, h pageHandler) { s.register(pattern, h, true) }
+
+func (s *Server) register(pattern string, h pageHandler, public bool) {
 	s.mux.HandleFunc(pattern, s.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		u, err := s.current(r)
 		if err != nil {
 			return err
+		}
+		var tag string
+		if public && u == nil && r.Method == http.MethodGet {
+			if tag, err = s.publicTag(r); err != nil {
+				return err
+			}
+			if r.Header.Get("If-None-Match") == tag {
+				s.cacheHeaders(w, tag)
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
 		}
 		if u != nil {
 			api.SignedIn(r, u.Identity) // the audit log names the user
@@ -67,12 +89,54 @@ func (s *Server) page(pattern string, h pageHandler) {
 		if err != nil {
 			return err
 		}
+		if tag != "" && v.Redirect == "" && v.Status == 0 {
+			s.cacheHeaders(w, tag)
+		}
 		if v.Redirect != "" {
 			http.Redirect(w, r, v.Redirect, http.StatusSeeOther)
 			return nil
 		}
 		return s.render(w, v, pageData{Title: v.Title, User: u, Path: r.URL.Path, Data: v.Data, CSRF: csrfOf(u)})
 	}))
+}
+
+// publicTag is the ETag of a public page for a visitor not signed in.
+func (s *Server) publicTag(r *http.Request) (string, error) {
+	state, err := s.d.Reports.Version(r.Context())
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(r.URL.Path + "?" + r.URL.RawQuery))
+	return fmt.Sprintf(`W/"%s-%s-%s-%x"`, state, s.build, s.d.Lang, h.Sum64()), nil
+}
+
+func (s *Server) cacheHeaders(w http.ResponseWriter, tag string) {
+	w.Header().Set("ETag", tag)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Vary", "Cookie")
+}
+
+// buildID names the binary's pages: its VCS revision when it was built
+// from a clean checkout, else a value of this process alone (a restart
+// then changes every page's ETag).
+func buildID() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev string
+		modified := true
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				rev = st.Value
+			case "vcs.modified":
+				modified = st.Value == "true"
+			}
+		}
+		if rev != "" && !modified {
+			return rev[:min(len(rev), 12)]
+		}
+	}
+	return strconv.FormatInt(time.Now().UnixNano(), 36)
 }
 
 func csrfOf(u *user) string {

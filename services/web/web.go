@@ -85,6 +85,7 @@ type Server struct {
 	mux   *http.ServeMux
 	pages map[string]*template.Template
 	msgs  map[string]string
+	build string // names the binary in public pages' ETags
 }
 
 // New builds the web application.
@@ -95,7 +96,7 @@ func New(d Deps) (*Server, error) {
 	if d.Lang == "" {
 		d.Lang = "en"
 	}
-	s := &Server{d: d, mux: http.NewServeMux(), msgs: messages[d.Lang]}
+	s := &Server{d: d, mux: http.NewServeMux(), msgs: messages[d.Lang], build: buildID()}
 	if s.msgs == nil {
 		return nil, fmt.Errorf("web: no message catalog for %q", d.Lang)
 	}
@@ -109,17 +110,17 @@ func New(d Deps) (*Server, error) {
 func (s *Server) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	s.page("GET /{$}", s.home)
-	s.page("GET /iscms/{slug}", s.iscmPage)
-	s.page("GET /figures", s.figuresPage)
+	s.publicPage("GET /{$}", s.home)
+	s.publicPage("GET /iscms/{slug}", s.iscmPage)
+	s.publicPage("GET /figures", s.figuresPage)
 	s.mux.HandleFunc("GET /figures.csv", s.wrap(s.figuresCSV))
 	s.mux.HandleFunc("GET /objectives.csv", s.wrap(s.tableCSV("objectives")))
 	s.mux.HandleFunc("GET /states.csv", s.wrap(s.tableCSV("states")))
 	s.mux.HandleFunc("GET /recommendations.csv", s.wrap(s.tableCSV("recommendations")))
-	s.page("GET /objectives", s.objectivesPage)
-	s.page("GET /states", s.statesPage)
-	s.page("GET /recommendations", s.recommendationsPage)
-	s.page("GET /review", s.reviewPage)
+	s.publicPage("GET /objectives", s.objectivesPage)
+	s.publicPage("GET /states", s.statesPage)
+	s.publicPage("GET /recommendations", s.recommendationsPage)
+	s.publicPage("GET /review", s.reviewPage)
 	s.page("GET /signin", s.signinPage)
 	s.page("POST /signin", s.signin)
 	s.page("POST /signout", s.signout)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -368,5 +369,75 @@ func TestFormWritesAreAuditedUnderTheSignedInUser(t *testing.T) {
 	if len(got) != 2 || got[0].Actor != "RCM secretariat" || got[0].Role != "secretariat" || got[0].Status != http.StatusSeeOther ||
 		got[0].Position == nil || uint64(*got[0].Position) != s.last(t) || got[1].Status != http.StatusForbidden {
 		t.Fatalf("audit entries = %+v", got)
+	}
+}
+
+// TestPublicPagesAnswerNotModifiedUntilTheReadModelsMove checks the public
+// pages' ETag: a visitor who sends it back gets 304 with no body while
+// nothing changed, a page again once a write reached the read models; the
+// tag differs by page and query; signed-in users get no tag.
+func TestPublicPagesAnswerNotModifiedUntilTheReadModelsMove(t *testing.T) {
+	s := newSite(t)
+	b := s.browser(t)
+	get := func(path, tag string) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.srv.URL+path, nil)
+		if tag != "" {
+			req.Header.Set("If-None-Match", tag)
+		}
+		res, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body), res.Header
+	}
+	tags := map[string]string{}
+	for _, p := range []string{"/", "/objectives", "/objectives?as_of=2020-01-01", "/states?sort=name", "/iscms/puebla-process", "/figures?cycle=2018", "/review?cycle=imrf-2026"} {
+		st, _, h := get(p, "")
+		tag := h.Get("ETag")
+		if st != 200 || !strings.HasPrefix(tag, `W/"`) || h.Get("Vary") != "Cookie" {
+			t.Fatalf("%s: %d, ETag %q, Vary %q", p, st, tag, h.Get("Vary"))
+		}
+		for q, other := range tags {
+			if other == tag {
+				t.Errorf("%s and %s share the ETag %s", p, q, tag)
+			}
+		}
+		tags[p] = tag
+		if st, body, _ := get(p, tag); st != http.StatusNotModified || body != "" {
+			t.Errorf("%s with its ETag: %d, %d bytes", p, st, len(body))
+		}
+	}
+	// A write that reaches the read models changes every tag.
+	ctx := context.Background()
+	regSvc := registry.NewService(s.store, catalog.Default())
+	res, err := regSvc.Join(ctx, "puebla-process", registry.AddMember{State: "NOR", Status: "observer"}, command.Meta{Actor: "test", CorrelationID: "etag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		have, err := engine.ActivePosition(wctx, s.pool, reports.Sources)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have >= res.Position {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for p, tag := range tags {
+		st, _, h := get(p, tag)
+		if st != 200 || h.Get("ETag") == tag {
+			t.Errorf("%s after a write, with the old ETag: %d, ETag %q", p, st, h.Get("ETag"))
+		}
+	}
+	// Signed in, pages carry the user's own links and form tokens: no tag.
+	b.signin(s.admin)
+	if st, _, h := get("/objectives", tags["/objectives"]); st != 200 || h.Get("ETag") != "" {
+		t.Errorf("signed in: %d, ETag %q", st, h.Get("ETag"))
 	}
 }
