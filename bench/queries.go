@@ -280,12 +280,13 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	asofFirst := Row{Path: "query: objectives as_of_position read first vs live read first after a write", Unit: "ms", BaselineName: "the live objectives read first after a write, same stack"}
 	asof := Row{Path: "query p99: objectives as_of_position vs live", Unit: "ms", BaselineName: "p99 of the live objectives coverage, same stack", Target: AtMost(10)}
 	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
+	page := Row{Path: "public read load: objectives page (HTML, not signed in)", Unit: "req/s", BaselineName: "(informational)"}
 	fail := func(err error) []Row {
 		for i := range rows {
 			rows[i].Err = err.Error()
 		}
-		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
-		return append(rows, fresh, feed, asof, asofFirst, public)
+		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
+		return append(rows, fresh, feed, asof, asofFirst, public, page)
 	}
 	for rep := range r.cfg.Reps {
 		for _, size := range []int{small, large} {
@@ -338,7 +339,10 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 					asof.Product, asof.Baseline = append(asof.Product, past), append(asof.Baseline, live)
 				}
 				if err == nil {
-					err = r.publicLoad(ctx, q, &public)
+					err = r.publicLoad(ctx, q, "/v1/feeds/published.json?limit=50", &public)
+				}
+				if err == nil {
+					err = r.publicLoad(ctx, q, "/objectives", &page)
 				}
 				if err != nil {
 					q.close()
@@ -354,14 +358,16 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	}
 	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
 	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
-	return append(rows, fresh, feed, asof, asofFirst, public)
+	page.Notes = append(page.Notes, fmt.Sprintf("%d clients reading the objectives page for %s each repetition, half of them with If-None-Match (the page's ETag)", 2*queryClients, queryWindow))
+	return append(rows, fresh, feed, asof, asofFirst, public, page)
 }
 
-// publicLoad drives the feed's first page as hard as the harness can for
-// publicLoadTime, half the clients repeating their last ETag, and records
-// the rate, the p99 and the share of 304 answers.
-func (r *runner) publicLoad(ctx context.Context, q *queryStack, row *Row) error {
-	url := q.st.url + "/v1/feeds/published.json?limit=50"
+// publicLoad drives a public path (the feed's first page, a progress
+// page) as hard as the harness can for queryWindow, half the clients
+// repeating its ETag, and records the rate, the p99 and the share of 304
+// answers.
+func (r *runner) publicLoad(ctx context.Context, q *queryStack, path string, row *Row) error {
+	url := q.st.url + path
 	res, err := http.Get(url)
 	if err != nil {
 		return err

@@ -31,6 +31,7 @@ import (
 	"gcmtrack/services/idempotency"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
+	"gcmtrack/services/web"
 )
 
 // apiDatabase is a fresh database with the product's migrations and an
@@ -54,7 +55,7 @@ func (r *runner) newAPIDatabase(ctx context.Context) (*apiDatabase, error) {
 		return nil, err
 	}
 	db := &apiDatabase{pool: pool, close: func() { pool.Close(); drop() }}
-	if err := migrations.Up(ctx, pool, migrations.Engine(), auth.Migrations()); err != nil {
+	if err := migrations.Up(ctx, pool, migrations.Engine(), auth.Migrations(), web.Migrations()); err != nil {
 		db.close()
 		return nil, err
 	}
@@ -171,12 +172,23 @@ func (r *runner) startStack(ctx context.Context, db *apiDatabase, o stackOptions
 		defer cancel()
 		_ = auditLog.Close(actx)
 	})
+	recSvc := records.NewService(store, cat, regSvc)
+	// One reports store for the pages and the API, as in gcmtrack run.
+	reportStore := reports.NewStore(db.pool)
+	pages, err := web.New(web.Deps{
+		Catalog: cat, Pool: db.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(db.pool),
+		RegistryQ: projregistry.NewQueries(db.pool), Reports: reportStore, PositionAt: store.PositionAt,
+		Logger: log.With("component", "web"),
+	})
+	if err != nil {
+		return fail(err)
+	}
 	handler := api.New(api.Deps{
 		Catalog: cat, Auth: tokens, Keys: keys, Registry: regSvc, RegistryQ: projregistry.NewQueries(db.pool),
-		Records: records.NewService(store, cat, regSvc), RecordsQ: projrecords.NewQueries(db.pool),
-		Reports: reports.NewStore(db.pool), Store: store,
+		Records: recSvc, RecordsQ: projrecords.NewQueries(db.pool),
+		Reports: reportStore, Store: store,
 		Pool: db.pool, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api"), Ready: ready,
-		Audit: auditLog,
+		Audit: auditLog, Pages: pages,
 	})
 	if o.engine {
 		ps := productProjections()

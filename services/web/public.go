@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"slices"
 	"sort"
@@ -268,7 +269,14 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 		return view{}, err
 	}
 	o := memo(s, "objectives", snap, u.scope(), func() reports.Objectives { return reports.ComputeObjectives(snap, s.d.Catalog, u.scope()) })
-	sc := u.scope()
+	heat := memo(s, "objectives-map", snap, u.scope(), func() template.HTML { return s.objectivesMap(snap, u.scope()) })
+	return view{Template: "objectives", Title: s.t("objectives.title"), Data: map[string]any{
+		"AsOf": s.asOfOf(snap, date, u), "Objectives": o, "Map": heat}}, nil
+}
+
+// objectivesMap draws the objectives x ISCMs map: each ISCM's current
+// position and action plan, and its activities, per objective.
+func (s *Server) objectivesMap(snap reports.Snapshot, sc reports.Scope) template.HTML {
 	pos, plan := snap.Current(events.KindPosition, sc), snap.Current(events.KindActionPlan, sc)
 	acts := map[string]map[int]bool{}
 	for _, rec := range snap.Records {
@@ -302,8 +310,7 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 			cells[i][j] = heatCell{Position: has(ob.ID, pos[slug].Objectives), Plan: has(ob.ID, plan[slug].Objectives), Activities: acts[slug][ob.ID]}
 		}
 	}
-	return view{Template: "objectives", Title: s.t("objectives.title"), Data: map[string]any{
-		"AsOf": s.asOfOf(snap, date, u), "Objectives": o, "Map": heatMap(s.t("objectives.title"), rows, cols, cells)}}, nil
+	return heatMap(s.t("objectives.title"), rows, cols, cells)
 }
 
 func (s *Server) statesPage(w http.ResponseWriter, r *http.Request, u *user) (view, error) {
