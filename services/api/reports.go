@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -91,7 +92,32 @@ func (s *Server) writeReport(w http.ResponseWriter, r *http.Request, c caller, p
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
+	if b, ok := v.(encodedReport); ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, err := w.Write(b)
+		return err
+	}
 	return writeJSON(w, http.StatusOK, v)
+}
+
+// encodedReport is a report's JSON document as writeJSON writes it.
+type encodedReport []byte
+
+// memoJSON is memo for a report served whole: its encoded document is
+// kept, so a poll between writes neither computes nor encodes it.
+func (s *Server) memoJSON(key string, snap reports.Snapshot, c caller, compute func() any) (encodedReport, error) {
+	v := s.memo("json:"+key, snap, c, func() any {
+		b, err := json.Marshal(compute())
+		if err != nil {
+			return err
+		}
+		return encodedReport(append(b, '\n'))
+	})
+	if err, ok := v.(error); ok {
+		return nil, err
+	}
+	return v.(encodedReport), nil
 }
 
 // memo computes a report once per snapshot, scope and key (the report and
@@ -112,7 +138,11 @@ func (s *Server) report(name string, compute func(reports.Snapshot, caller) any)
 		if err != nil {
 			return err
 		}
-		return s.writeReport(w, r, c, snap.Position, s.memo(name, snap, c, func() any { return compute(snap, c) }))
+		body, err := s.memoJSON(name, snap, c, func() any { return compute(snap, c) })
+		if err != nil {
+			return err
+		}
+		return s.writeReport(w, r, c, snap.Position, body)
 	}
 }
 
@@ -129,9 +159,13 @@ func (s *Server) figures(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeReport(w, r, c, snap.Position, s.memo(fmt.Sprintf("figures:%d", cycle), snap, c, func() any {
+	body, err := s.memoJSON(fmt.Sprintf("figures:%d", cycle), snap, c, func() any {
 		return reports.ComputeFigures(snap, s.d.Catalog, cycle, c.scope())
-	}))
+	})
+	if err != nil {
+		return err
+	}
+	return s.writeReport(w, r, c, snap.Position, body)
 }
 
 func (s *Server) stateProgress(w http.ResponseWriter, r *http.Request) error {
@@ -179,9 +213,13 @@ func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeReport(w, r, c, snap.Position, s.memo(fmt.Sprintf("review:%s:%q", cy.ID, region), snap, c, func() any {
+	body, err := s.memoJSON(fmt.Sprintf("review:%s:%q", cy.ID, region), snap, c, func() any {
 		return reports.ComputeReview(snap, s.d.Catalog, cy, region, c.scope())
-	}))
+	})
+	if err != nil {
+		return err
+	}
+	return s.writeReport(w, r, c, snap.Position, body)
 }
 
 // cycleDoc is a review cycle with whether IOM closed it.
