@@ -91,7 +91,7 @@ func (s *Server) getISCM(w http.ResponseWriter, r *http.Request) error {
 		return out, nil
 	}
 	var v any
-	if s.d.Reports != nil && s.d.RecordsQ != nil {
+	if s.d.Reports != nil {
 		// Kept until the read models move: a profile polled between
 		// writes costs no query.
 		v, err = s.d.Reports.MemoNow(r.Context(), fmt.Sprintf("profile:%s:%t:%s", slug, vis.All, vis.ISCM), build)
