@@ -55,6 +55,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	runners map[buildKey]*runner
+	// activated wakes Rebuild when a runner has switched a generation in,
+	// so a rebuild ends when its last build does, not at its next poll.
+	activated chan struct{}
 }
 
 type buildKey struct {
@@ -65,7 +68,8 @@ type buildKey struct {
 // New prepares an engine; call Prepare, then Run.
 func New(pool *pgxpool.Pool, stream jetstream.Stream, cfg Config, ps ...Projection) *Engine {
 	cfg.defaults()
-	e := &Engine{pool: pool, stream: stream, cfg: cfg, projections: map[string]Projection{}, runners: map[buildKey]*runner{}}
+	e := &Engine{pool: pool, stream: stream, cfg: cfg, projections: map[string]Projection{}, runners: map[buildKey]*runner{},
+		activated: make(chan struct{}, 1)}
 	for _, p := range ps {
 		e.projections[p.Name()] = p
 		e.order = append(e.order, p.Name())
@@ -259,6 +263,7 @@ func (e *Engine) Rebuild(ctx context.Context, names []string, progress func(Prog
 			wg.Wait()
 			return ctx.Err()
 		case <-tick.C:
+		case <-e.activated:
 		}
 	}
 }

@@ -189,6 +189,11 @@ func (r *runner) maybeActivate(ctx context.Context, conn *pgxpool.Conn) (bool, e
 	if r.b.status != statusBuilding {
 		return false, nil
 	}
+	// The stream's last position only grows: while the build is behind the
+	// last one seen, it is behind, and the stream need not be asked.
+	if r.position.Load() < r.e.cfg.Metrics.lastSeq.Load() {
+		return false, nil
+	}
 	last, err := r.e.lastPosition(ctx)
 	if err != nil {
 		return false, nil // try again later
@@ -202,6 +207,10 @@ func (r *runner) maybeActivate(ctx context.Context, conn *pgxpool.Conn) (bool, e
 	r.b.status = statusActive
 	r.state.Store(runnerActivated)
 	r.e.cfg.Logger.Info("projection generation activated", "projection", r.b.name, "generation", r.b.generation, "position", r.position.Load())
+	select {
+	case r.e.activated <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 	return false, nil
 }
 
