@@ -182,12 +182,12 @@ type applier struct {
 	recSeen  map[recKey]bool
 	derived  map[qKey]map[recKey]bool // the records derived from each questionnaire
 
-	qs      map[qKey]*qRow
-	qInDB   map[qKey]bool
-	qDirty  []qKey
-	qSeen   map[qKey]bool
-	loadQ   map[qKey]bool
-	loadRec map[recKey]bool
+	qs                map[qKey]*qRow
+	qInDB             map[qKey]bool
+	qDirty            []qKey
+	qSeen             map[qKey]bool
+	loadQ             map[qKey]bool
+	loadRec, loadFeed map[recKey]bool
 
 	feed       map[recKey]*feedRow
 	feedInDB   map[recKey]bool
@@ -203,21 +203,40 @@ type applier struct {
 func newApplier() *applier {
 	return &applier{
 		recs: map[recKey]*recRow{}, recOld: map[recKey]pgtype.TID{}, recSeen: map[recKey]bool{}, derived: map[qKey]map[recKey]bool{},
-		qs: map[qKey]*qRow{}, qInDB: map[qKey]bool{}, qSeen: map[qKey]bool{}, loadQ: map[qKey]bool{}, loadRec: map[recKey]bool{},
+		qs: map[qKey]*qRow{}, qInDB: map[qKey]bool{}, qSeen: map[qKey]bool{}, loadQ: map[qKey]bool{}, loadRec: map[recKey]bool{}, loadFeed: map[recKey]bool{},
 		feed: map[recKey]*feedRow{}, feedInDB: map[recKey]bool{}, feedSeen: map[recKey]bool{}, feedByQ: map[qKey]map[recKey]bool{},
 		milestones: map[mKey][]any{},
 	}
 }
 
-// want notes the rows the batch's events address.
+// want notes the rows the batch's events address. A record whose first
+// event in the batch is its <kind>.recorded is not looked up: that event is
+// the first of its aggregate (the store appends it only to an empty
+// subject), so neither the record nor a feed entry exists yet. The feed
+// entry of a record only submitted in the batch is not looked up either.
 func (a *applier) want(batch []engine.Event) {
+	created := map[recKey]bool{}
 	for _, ev := range batch {
 		switch {
 		case ev.ISCM == events.SystemTenant:
 		case ev.AggregateKind == events.KindQuestionnaire:
 			a.loadQ[qKey{ev.ISCM, ev.AggregateID}] = true
 		default:
-			a.loadRec[recKey{ev.ISCM, ev.AggregateKind, ev.AggregateID}] = true
+			k := recKey{ev.ISCM, ev.AggregateKind, ev.AggregateID}
+			switch {
+			case created[k]:
+				continue
+			case a.loadRec[k]:
+			case strings.HasSuffix(ev.Type, ".recorded"):
+				created[k] = true
+				continue
+			default:
+				a.loadRec[k] = true
+			}
+			// Only the events apply passes to syncFeed read the feed.
+			if ev.Type != "record.submitted" {
+				a.loadFeed[k] = true
+			}
 		}
 	}
 }
@@ -246,9 +265,12 @@ const (
 // is looked up on its own (LATERAL): an index probe per key whatever the
 // planner guesses of the arrays' length.
 func (a *applier) load(ctx context.Context, tx pgx.Tx) error {
-	var ri, rk, rd, qi, qd []string
+	var ri, rk, rd, fi, fk, fd, qi, qd []string
 	for k := range a.loadRec {
 		ri, rk, rd = append(ri, k.iscm), append(rk, k.kind), append(rd, k.id)
+	}
+	for k := range a.loadFeed {
+		fi, fk, fd = append(fi, k.iscm), append(fk, k.kind), append(fd, k.id)
 	}
 	for k := range a.loadQ {
 		qi, qd = append(qi, k.iscm), append(qd, k.id)
@@ -256,7 +278,9 @@ func (a *applier) load(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
 	if len(ri) > 0 {
 		b.Queue(loadRecordsSQL, ri, rk, rd)
-		b.Queue(loadFeedSQL, ri, rk, rd)
+	}
+	if len(fi) > 0 {
+		b.Queue(loadFeedSQL, fi, fk, fd)
 	}
 	if len(qi) > 0 {
 		b.Queue(loadDerivedSQL, qi, qd)
@@ -308,6 +332,8 @@ func (a *applier) load(ctx context.Context, tx pgx.Tx) error {
 		if err := readRecs(); err != nil {
 			return fmt.Errorf("records: load records: %w", err)
 		}
+	}
+	if len(fi) > 0 {
 		if err := readFeed(); err != nil {
 			return fmt.Errorf("records: load feed: %w", err)
 		}

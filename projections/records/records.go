@@ -25,7 +25,11 @@ func (Projection) Name() string { return Name }
 
 // Version implements engine.Projection. Version 3 indexes records by the
 // position of their last change, which live report snapshots refresh by.
-func (Projection) Version() int { return 3 }
+// Version 4 keeps documents (content, answers, feed entries) as json, the
+// text the events carry, rather than jsonb: nothing queries inside them,
+// and parsing each into jsonb on write was a sixth of a rebuild's database
+// time.
+func (Projection) Version() int { return 4 }
 
 // Handles implements engine.Filter: everything but the registry's events.
 func (Projection) Handles(t string) bool { return !strings.HasPrefix(t, "iscm.") }
@@ -49,7 +53,7 @@ CREATE TABLE records (
     principles       integer[] NOT NULL,
     themes           text[] NOT NULL,
     states           text[] NOT NULL,
-    content          jsonb NOT NULL,
+    content          json NOT NULL,
     version          bigint NOT NULL,
     created_position bigint NOT NULL,
     updated_position bigint NOT NULL,
@@ -84,7 +88,7 @@ CREATE TABLE history (
     occurred_at  timestamptz NOT NULL,
     status       text NOT NULL,
     summary      text NOT NULL,
-    content      jsonb,
+    content      json,
     PRIMARY KEY (position)
 );
 
@@ -98,7 +102,7 @@ CREATE TABLE feed (
     position      bigint NOT NULL,
     change        text NOT NULL,
     title         text NOT NULL,
-    record        jsonb,
+    record        json,
     source        text NOT NULL,
     questionnaire text,
     cycle         integer,
@@ -126,7 +130,7 @@ CREATE TABLE questionnaires (
     id               text NOT NULL,
     status           text NOT NULL,
     draft            boolean NOT NULL,
-    answers          jsonb NOT NULL,
+    answers          json NOT NULL,
     submitted_on     date,
     version          bigint NOT NULL,
     created_position bigint NOT NULL,

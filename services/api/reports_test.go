@@ -520,6 +520,12 @@ func TestLiveSnapshotRefreshEqualsAFreshRead(t *testing.T) {
 // the snapshot kept through it all equals a fresh read.
 func TestReportsReadWhileWritten(t *testing.T) {
 	s := newStack(t)
+	// The readers start once the read models hold the catalog's ISCMs.
+	start, err := s.store.LastPosition(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/iscms/puebla-process?min_position=%d", start), s.monitor, "", nil), 200)
 	var last atomic.Uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -541,7 +547,10 @@ func TestReportsReadWhileWritten(t *testing.T) {
 					if strings.Contains(p, "?") {
 						sep = "&"
 					}
-					p += fmt.Sprintf("%sas_of_position=%d", sep, 1+uint64(i)%at)
+					// A position written but maybe not yet projected: wait
+					// for it, as a client should.
+					pos := 1 + uint64(i)%at
+					p += fmt.Sprintf("%sas_of_position=%d&min_position=%d", sep, pos, pos)
 				}
 				if r := s.do(t, "GET", p, s.monitor, "", nil); r.Status != 200 {
 					select {
