@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,6 +322,7 @@ func driveRaw(ctx context.Context, nc *nats.Conn, publishers int, d time.Duratio
 type appendVariant struct {
 	path   string
 	idem   bool // an Idempotency-Key on every request
+	floor  bool // a server that only answers, instead of the API
 	target Target
 	note   string
 }
@@ -346,6 +350,10 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 		if syncAlways {
 			variants = append(variants, appendVariant{path: "append: same + Idempotency-Key, fsync always", idem: true,
 				note: "a fresh Idempotency-Key on every request: a key-value create and update per write"})
+		} else {
+			variants = append(variants, appendVariant{path: "append: HTTP alone, same clients, a handler that only answers", floor: true,
+				note: "no NATS, no validation, no store: a net/http server on 127.0.0.1 whose handler reads the body and answers as the API does; " +
+					"what HTTP/1.1 request by request costs on this machine, the ceiling of any API that takes one write per request"})
 		}
 		results := make([][]loadResult, len(variants))
 		cpus := make([][]cpuUse, len(variants))
@@ -377,7 +385,13 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 				if failures[j] != nil {
 					continue
 				}
-				res, err := r.appendProduct(ctx, db, stackOptions{syncAlways: syncAlways}, v.idem)
+				var res loadResult
+				var err error
+				if v.floor {
+					res, err = r.appendFloor(ctx)
+				} else {
+					res, err = r.appendProduct(ctx, db, stackOptions{syncAlways: syncAlways}, v.idem)
+				}
 				if err != nil {
 					failures[j] = err
 					continue
@@ -489,6 +503,43 @@ func (r *runner) appendProduct(ctx context.Context, db *apiDatabase, o stackOpti
 	}
 	if res.ok+res.conflicts+res.other == 0 {
 		return res, fmt.Errorf("the API answered nothing within %s", r.cfg.AppendDuration)
+	}
+	return res, nil
+}
+
+// appendFloor drives the same clients against an HTTP server that does
+// nothing but answer: 201 with a position to a join, 200 to a leave.
+func (r *runner) appendFloor(ctx context.Context) (loadResult, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return loadResult{}, err
+	}
+	var position atomic.Uint64
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		pos := strconv.FormatUint(position.Add(1), 10)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Gcm-Position", pos)
+		status := http.StatusOK
+		if req.Method == http.MethodPost {
+			status = http.StatusCreated
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, `{"position":`+pos+`}`)
+	})}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	res := driveAPI(ctx, "http://"+ln.Addr().String(), "floor", r.cfg.Clients, r.cfg.AppendDuration, false)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return res, err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return res, err
+	}
+	if res.ok == 0 {
+		return res, fmt.Errorf("the server answered nothing within %s; first error: %s", r.cfg.AppendDuration, res.firstOther)
 	}
 	return res, nil
 }
