@@ -187,7 +187,7 @@ func (r *runner) conditions(ctx context.Context) {
 			pg["fsync"], pg["synchronous_commit"], pg["shared_buffers"], pg["wal_level"]),
 		"NATS: embedded in the harness process, file storage, in-process client connections (as `gcmtrack run`); a listener on 127.0.0.1 only for the child process of the memory figures",
 		"everything shares the machine's CPUs: the harness (NATS, API, load generators), PostgreSQL and any child process",
-		fmt.Sprintf("rebuild pairs: engine.Config{BatchSize: %d} (linger: the default %s); freshness: the engine with the product's defaults, as `gcmtrack run` starts it", replayBatch, defaultLinger),
+		fmt.Sprintf("rebuild pairs: engine.Config{BatchSize: %d} (linger: the default %s), product and baselines alike at the collector setting `gcmtrack rebuild` takes (%s); freshness: the engine with the product's defaults, as `gcmtrack run` starts it", replayBatch, defaultLinger, rebuildGC()),
 		fmt.Sprintf("append pairs: %d keep-alive HTTP clients in the harness process over 127.0.0.1, %s warm-up then a %s window, a fresh NATS server per run "+
 			"(so aggregates start empty and grow during the run); the API logs JSON at info level to a file, as `gcmtrack run` logs to stderr", c.Clients, warmUp, c.AppendDuration),
 	)
@@ -296,4 +296,12 @@ func engineNames(ps []engine.Projection) []string {
 		names[i] = p.Name()
 	}
 	return names
+}
+
+// rebuildGC describes the collector setting of the rebuild pairs.
+func rebuildGC() string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return "GOGC=" + v + ", from the environment"
+	}
+	return fmt.Sprintf("GOGC=%d", engine.RebuildGCPercent)
 }

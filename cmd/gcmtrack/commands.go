@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,6 +54,9 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	}
 	if err := cfg.validate(); err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(engine.RebuildGCPercent)
 	}
 	log := cfg.logger()
 	p, err := openPlatform(ctx, cfg, log, false)

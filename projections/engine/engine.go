@@ -189,6 +189,15 @@ func (e *Engine) startRunner(ctx context.Context, wg *sync.WaitGroup, p Projecti
 	return r
 }
 
+// RebuildGCPercent is the garbage collector's target percentage for a
+// process that only rebuilds (`gcmtrack rebuild`) when GOGC is not set. Its
+// live heap is small (a few batches of events and rows) and it allocates
+// fast, so at Go's default of 100 the collector ran about a quarter of the
+// process's CPU time. At 400 the heap stays bounded, a few times the live
+// one, and the product's projections rebuilt 100,000 events of the bench's
+// mix at 17,000 events/s instead of 14,900.
+const RebuildGCPercent = 400
+
 // Progress reports a rebuild's advance.
 type Progress struct {
 	Name     string
