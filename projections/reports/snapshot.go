@@ -538,8 +538,57 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([
 			// Derived records are dated by their cycle, as in AsOf.
 			r.RecordedAt = time.Time{}
 		}
+		shared.record(&r)
 		return r, nil
 	})
+}
+
+// interner shares the copies of the few distinct values most of a record's
+// text columns take (ISCMs, kinds, statuses, themes, States…). A kept
+// snapshot then holds one string per value instead of one per record and
+// column, which the collector would otherwise visit on every cycle: 240,000
+// synthetic records of the usual shape took 6 objects each instead of 14,
+// and 111 MiB instead of 144.
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// Values longer than internMax, or met once the table holds internLimit,
+// are kept as they come: titles and ids are not shared, and odd data
+// cannot grow the table without bound.
+const (
+	internMax   = 64
+	internLimit = 20_000
+)
+
+var shared = &interner{m: map[string]string{}}
+
+func (in *interner) record(r *Record) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, p := range []*string{&r.ISCM, &r.Kind, &r.Status, &r.Source, &r.Questionnaire, &r.Subkind, &r.Category} {
+		*p = in.intern(*p)
+	}
+	for i := range r.Themes {
+		r.Themes[i] = in.intern(r.Themes[i])
+	}
+	for i := range r.States {
+		r.States[i] = in.intern(r.States[i])
+	}
+}
+
+func (in *interner) intern(v string) string {
+	if v == "" || len(v) > internMax {
+		return v
+	}
+	if s, ok := in.m[v]; ok {
+		return s
+	}
+	if len(in.m) < internLimit {
+		in.m[v] = v
+	}
+	return v
 }
 
 func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
@@ -560,6 +609,7 @@ func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Rec
 			return r, fmt.Errorf("%s %s: %w", r.Kind, r.ID, err)
 		}
 		r.Cols = records.Columns(c)
+		shared.record(&r)
 		return r, nil
 	})
 }

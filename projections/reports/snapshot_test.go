@@ -1,6 +1,11 @@
 package reports
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"unsafe"
+)
 
 func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
 	snap := func(records int) *Snapshot { return &Snapshot{Records: make([]Record, records)} }
@@ -31,5 +36,32 @@ func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
 				t.Errorf("%s: dropped snapshot %d still referenced", c.name, i)
 			}
 		}
+	}
+}
+
+func TestInternerSharesShortValuesAndStaysBounded(t *testing.T) {
+	in := &interner{m: map[string]string{}}
+	newRecord := func() Record {
+		r := Record{ISCM: strings.Clone("puebla-process")}
+		r.Themes, r.Title = []string{strings.Clone("labour")}, strings.Repeat("t", internMax+1)
+		return r
+	}
+	a, b := newRecord(), newRecord()
+	in.record(&a)
+	in.record(&b)
+	if unsafe.StringData(a.ISCM) != unsafe.StringData(b.ISCM) || unsafe.StringData(a.Themes[0]) != unsafe.StringData(b.Themes[0]) {
+		t.Error("equal short values are not shared")
+	}
+	if a.ISCM != "puebla-process" || b.Themes[0] != "labour" {
+		t.Errorf("values changed: %q %q", a.ISCM, b.Themes[0])
+	}
+	if _, ok := in.m[a.Title]; ok {
+		t.Error("a value longer than internMax was kept")
+	}
+	for i := range internLimit + 10 {
+		in.intern(fmt.Sprintf("v%d", i))
+	}
+	if len(in.m) != internLimit {
+		t.Errorf("table holds %d values, want at most %d", len(in.m), internLimit)
 	}
 }
