@@ -148,6 +148,20 @@ type dataSet struct {
 // membership changes only, or with mixed the whole mix of what ISCMs
 // record (see mix).
 func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint64, mixed bool) (dataSet, error) {
+	return generateWith(ctx, nc, n, viaCommands, seed, mixed, true)
+}
+
+// generateHistory is generate for a stack that stands for years of
+// reporting: the bulk is published without Nats-Msg-Id. Ids published in the
+// last ten minutes (the stream's duplicate window) are kept by the server,
+// about 100 bytes each; a log written over years holds none of them, while
+// a million written in seconds would leave about 100 MiB the server keeps
+// and its collector scans for ten minutes after.
+func generateHistory(ctx context.Context, nc *nats.Conn, n int, seed uint64) (dataSet, error) {
+	return generateWith(ctx, nc, n, 0, seed, true, false)
+}
+
+func generateWith(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint64, mixed, msgIDs bool) (dataSet, error) {
 	start := time.Now()
 	cat := catalog.Default()
 	js, err := jetstream.New(nc)
@@ -178,9 +192,9 @@ func generate(ctx context.Context, nc *nats.Conn, n, viaCommands int, seed uint6
 	if bulk > 0 {
 		var bytes int64
 		if mixed {
-			bytes, err = publishEnvelopes(ctx, nc, store, cat, bulk, newMix(g).next)
+			bytes, err = publishEnvelopes(ctx, nc, store, cat, bulk, newMix(g).next, msgIDs)
 		} else {
-			bytes, err = publishBulk(ctx, nc, store, cat, g, bulk, nil)
+			bytes, err = publishBulk(ctx, nc, store, cat, g, bulk, nil, msgIDs)
 		}
 		if err != nil {
 			return dataSet{}, err
@@ -234,21 +248,21 @@ func runCommands(ctx context.Context, svc *registry.Service, cat *catalog.Catalo
 
 // publishBulk publishes count more membership decisions, from next or else
 // from the generator, as publishEnvelopes does.
-func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, g *generator, count int, next func() decision) (int64, error) {
+func publishBulk(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, g *generator, count int, next func() decision, msgIDs bool) (int64, error) {
 	if next == nil {
 		next = g.next
 	}
-	return publishEnvelopes(ctx, nc, store, cat, count, func() (events.Envelope, error) { return g.envelope(next()) })
+	return publishEnvelopes(ctx, nc, store, cat, count, func() (events.Envelope, error) { return g.envelope(next()) }, msgIDs)
 }
 
 // publishEnvelopes publishes count envelopes drawn from next asynchronously
-// with the event type, message id, expected stream and expected last
-// subject sequence headers of eventstore.Store.Append. Nothing else writes
+// with the event type, message id (unless msgIDs is false), expected stream
+// and expected last subject sequence headers of eventstore.Store.Append. Nothing else writes
 // to the stream meanwhile, so each message's position is known in advance
 // and the chain of expected sequences holds: the ISCM aggregates start at
 // their version in the stream, every other subject at 0 (new). It returns
 // the bytes of payload written.
-func publishEnvelopes(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, count int, next func() (events.Envelope, error)) (int64, error) {
+func publishEnvelopes(ctx context.Context, nc *nats.Conn, store *eventstore.Store, cat *catalog.Catalog, count int, next func() (events.Envelope, error), msgIDs bool) (int64, error) {
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -301,13 +315,17 @@ func publishEnvelopes(ctx context.Context, nc *nats.Conn, store *eventstore.Stor
 		subject := env.Subject()
 		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 		msg.Header.Set(events.HeaderEventType, env.Type)
-		_, err = js.PublishMsgAsync(msg,
+		opts := []jetstream.PublishOpt{
 			jetstream.WithExpectStream(events.StreamName),
 			jetstream.WithExpectLastSequencePerSubject(lastOf[subject]),
-			jetstream.WithMsgID(env.ID.String()),
 			// A stack's projector consumes while the stream is written:
 			// acks may lag the window for a while.
-			jetstream.WithStallWait(30*time.Second))
+			jetstream.WithStallWait(30 * time.Second),
+		}
+		if msgIDs {
+			opts = append(opts, jetstream.WithMsgID(env.ID.String()))
+		}
+		_, err = js.PublishMsgAsync(msg, opts...)
 		if err != nil {
 			return 0, fmt.Errorf("async publish: %w", err)
 		}

@@ -48,7 +48,7 @@ func (r *runner) aggregateStream(ctx context.Context, node *natsNode, size int) 
 		return decision{iscm: i, state: cat.Countries[(c/2)%len(cat.Countries)].Alpha3, join: c%2 == 0, date: events.DateOf(time.Date(2018, 12, 10, 0, 0, 0, 0, time.UTC))}
 	}
 	g := newGenerator(cat, r.cfg.Seed)
-	if _, err := publishBulk(ctx, node.nc, store, cat, g, 2*(size-1), next); err != nil {
+	if _, err := publishBulk(ctx, node.nc, store, cat, g, 2*(size-1), next, true); err != nil {
 		return nil, "", err
 	}
 	return store, cat.ISCMs[0].Slug, nil

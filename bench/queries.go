@@ -47,7 +47,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 		return nil, err
 	}
 	q := &queryStack{st: st, db: db, close: func() { st.stop(); db.close() }}
-	if _, err := generate(ctx, st.node.nc, events, 0, r.cfg.Seed, true); err != nil {
+	if _, err := generateHistory(ctx, st.node.nc, events, r.cfg.Seed); err != nil {
 		q.close()
 		return nil, fmt.Errorf("generate %d events: %w", events, err)
 	}
@@ -192,6 +192,24 @@ func p99(ctx context.Context, url string, headers map[string]string) (float64, i
 	return Percentile(lat, 99), len(lat), int(notModified.Load()), nil
 }
 
+// docSize reads url once and returns the length of its body.
+func docSize(ctx context.Context, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	n, err := io.Copy(io.Discard, res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %d", url, res.StatusCode)
+	}
+	return n, err
+}
+
 // timedGet reads url once and returns how long it took.
 func timedGet(ctx context.Context, c *http.Client, url string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -288,6 +306,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
 		return append(rows, fresh, feed, asof, asofFirst, public, page)
 	}
+	sizes := make([][]string, len(paths)) // each endpoint's document, at each size
 	for rep := range r.cfg.Reps {
 		for _, size := range []int{small, large} {
 			r.logf("queries %d/%d: building a stack of %d events", rep+1, r.cfg.Reps, size)
@@ -300,6 +319,14 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 				if err != nil {
 					q.close()
 					return fail(err)
+				}
+				if rep == 0 {
+					n, err := docSize(ctx, q.st.url+p.path)
+					if err != nil {
+						q.close()
+						return fail(err)
+					}
+					sizes[i] = append(sizes[i], fmt.Sprintf("%s bytes at %d events", FormatValue(float64(n)), size))
 				}
 				if size == large {
 					rows[i].Product = append(rows[i].Product, v)
@@ -355,6 +382,9 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
 	for i := range rows {
 		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; %d clients for %s per endpoint; rate limits off (the stack as the benchmark builds it); each stack vacuumed and analyzed once built, then measured", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
+		if len(sizes[i]) > 0 {
+			rows[i].Notes = append(rows[i].Notes, "document: "+strings.Join(sizes[i], ", "))
+		}
 	}
 	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
 	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
