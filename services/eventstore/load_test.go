@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +221,38 @@ func TestLoadWhileAppending(t *testing.T) {
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoadStopsAtAnUndecodableEvent: a message the store cannot decode,
+// past the direct batch (so on the consumer path, where reading and
+// decoding run side by side), fails the load with its position; an error
+// of the reader's callback stops a full read and is returned as it is.
+func TestLoadStopsAtAnUndecodableEvent(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	fillInterleaved(t, s, "long", 2*directBatchSize)
+	subject := events.Subject("long", events.KindISCM, "long")
+	ack, err := s.js.Publish(ctx, subject, []byte("not an envelope"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillInterleaved(t, s, "long", 10)
+	_, err = s.Load(ctx, "long", events.KindISCM, "long")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("position %d", ack.Sequence)) {
+		t.Fatalf("load over an undecodable event at %d: %v", ack.Sequence, err)
+	}
+
+	stop := errors.New("enough")
+	seen := 0
+	err = s.ReadAll(ctx, 1, func(events.Record) error {
+		seen++
+		if seen == 100 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || seen != 100 {
+		t.Fatalf("read stopped by its callback after %d records: %v", seen, err)
 	}
 }

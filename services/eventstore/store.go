@@ -421,29 +421,65 @@ func (s *Store) readPending(ctx context.Context, subjects []string, from, to uin
 		return fmt.Errorf("consume: %w", err)
 	}
 	defer it.Stop()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return fmt.Errorf("next: %w", err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		rec, err := decode(msg, md)
-		if err != nil {
-			return err
-		}
-		if err := fn(rec, md.NumPending); err != nil {
-			return err
-		}
-		if rec.Position >= to {
-			return nil
-		}
+	// This goroutine takes messages off the consumer while a second one
+	// decodes the earlier ones and hands them to fn, in order: decoding a
+	// long history no longer waits for its reading, nor reading for it.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type message struct {
+		data             []byte
+		subject          string
+		position, remain uint64
 	}
+	msgs := make(chan message, 256)
+	decoded := make(chan error, 1)
+	go func() {
+		var err error
+		for m := range msgs {
+			if err != nil {
+				continue // drain what the reader sent before it saw the cancel
+			}
+			var env events.Envelope
+			if env, err = events.Unmarshal(m.data); err != nil {
+				err = fmt.Errorf("position %d: %w", m.position, err)
+			} else {
+				err = fn(events.Record{Position: m.position, Subject: m.subject, Envelope: env}, m.remain)
+			}
+			if err != nil {
+				cancel()
+			}
+		}
+		decoded <- err
+	}()
+	readErr := func() error {
+		defer close(msgs)
+		for {
+			if err := rctx.Err(); err != nil {
+				return err
+			}
+			msg, err := it.Next(jetstream.NextContext(rctx))
+			if err != nil {
+				return fmt.Errorf("next: %w", err)
+			}
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("message metadata: %w", err)
+			}
+			select {
+			case msgs <- message{data: msg.Data(), subject: msg.Subject(), position: md.Sequence.Stream, remain: md.NumPending}:
+			case <-rctx.Done():
+				return rctx.Err()
+			}
+			if md.Sequence.Stream >= to {
+				return nil
+			}
+		}
+	}()
+	// The decoder's error explains a cancel the reader only saw.
+	if err := <-decoded; err != nil {
+		return err
+	}
+	return readErr
 }
 
 // Decode turns a stream message into a record.
