@@ -436,7 +436,7 @@ func (s *Store) readPending(ctx context.Context, subjects []string, from, to uin
 	go func() {
 		var err error
 		for m := range msgs {
-			if err != nil {
+			if err != nil || rctx.Err() != nil {
 				continue // drain what the reader sent before it saw the cancel
 			}
 			var env events.Envelope
@@ -451,8 +451,13 @@ func (s *Store) readPending(ctx context.Context, subjects []string, from, to uin
 		}
 		decoded <- err
 	}()
-	readErr := func() error {
-		defer close(msgs)
+	readErr := func() (err error) {
+		defer func() {
+			if err != nil {
+				cancel() // the decoder hands fn nothing more
+			}
+			close(msgs)
+		}()
 		for {
 			if err := rctx.Err(); err != nil {
 				return err
