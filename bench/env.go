@@ -171,7 +171,7 @@ func (n *natsNode) close() {
 }
 
 // cpuClock reads CPU time consumed so far: by this process, by the
-// PostgreSQL server (the postmaster and its live children, from /proc) and
+// PostgreSQL server (the postmaster and its children, from /proc) and
 // by the whole machine (/proc/stat), so that the time other processes took
 // shows next to each figure.
 type cpuClock struct{ postmaster int }
@@ -271,7 +271,8 @@ func machineBusy() time.Duration {
 // is 100 on every Linux architecture Go supports.
 const clockTick = 100
 
-// pgCPU sums user and system time of the postmaster and its children.
+// pgCPU sums user and system time of the postmaster and its children, live
+// or exited.
 func pgCPU(postmaster int) time.Duration {
 	if postmaster <= 0 {
 		return 0
@@ -297,7 +298,7 @@ func pgCPU(postmaster int) time.Duration {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
+		if len(f) < 15 {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
@@ -307,6 +308,13 @@ func pgCPU(postmaster int) time.Duration {
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
 		ticks += ut + st
+		if pid == postmaster {
+			// Backends that have exited (a pool closed, a database
+			// dropped) live on in the postmaster's cutime and cstime.
+			cut, _ := strconv.ParseInt(f[13], 10, 64)
+			cst, _ := strconv.ParseInt(f[14], 10, 64)
+			ticks += cut + cst
+		}
 	}
 	return time.Duration(ticks) * time.Second / clockTick
 }
