@@ -143,7 +143,7 @@ func p99(ctx context.Context, url string, headers map[string]string) (float64, i
 	// One read before the window: the steady state of a polled endpoint,
 	// not the first computation after a change (measured on its own by
 	// readAfterWrite).
-	if _, err := timedGet(ctx, c, url); err != nil {
+	if _, _, err := timedGet(ctx, c, url); err != nil {
 		return 0, 0, 0, err
 	}
 	var mu sync.Mutex
@@ -192,41 +192,27 @@ func p99(ctx context.Context, url string, headers map[string]string) (float64, i
 	return Percentile(lat, 99), len(lat), int(notModified.Load()), nil
 }
 
-// docSize reads url once and returns the length of its body.
-func docSize(ctx context.Context, url string) (int64, error) {
+// timedGet reads url once and returns how long it took and the length of
+// its body.
+func timedGet(ctx context.Context, c *http.Client, url string) (float64, int64, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return 0, err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	n, err := io.Copy(io.Discard, res.Body)
-	if err == nil && res.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %d", url, res.StatusCode)
-	}
-	return n, err
-}
-
-// timedGet reads url once and returns how long it took.
-func timedGet(ctx context.Context, c *http.Client, url string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	t0 := time.Now()
 	res, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
+	n, err := io.Copy(io.Discard, res.Body)
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %d", url, res.StatusCode)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %d", url, res.StatusCode)
 	}
-	return float64(time.Since(t0).Microseconds()) / 1000, nil
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(time.Since(t0).Microseconds()) / 1000, n, nil
 }
 
 // readAfterWrite times the objectives coverage read first after a write
@@ -255,7 +241,7 @@ func readAfterWrite(ctx context.Context, q *queryStack) (float64, error) {
 		if err != nil || res.StatusCode != http.StatusCreated {
 			return 0, fmt.Errorf("write before a read: %d %v", res.StatusCode, err)
 		}
-		d, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?min_position=%d", q.st.url, w.Position))
+		d, _, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?min_position=%d", q.st.url, w.Position))
 		if err != nil {
 			return 0, err
 		}
@@ -271,7 +257,7 @@ func asOfFirstReads(ctx context.Context, q *queryStack) (float64, error) {
 	c := newHTTPClient(1)
 	var lat []float64
 	for _, div := range []uint64{3, 4, 5, 6, 7} {
-		d, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?as_of_position=%d", q.st.url, 2*q.half/div))
+		d, _, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?as_of_position=%d", q.st.url, 2*q.half/div))
 		if err != nil {
 			return 0, err
 		}
@@ -321,7 +307,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 					return fail(err)
 				}
 				if rep == 0 {
-					n, err := docSize(ctx, q.st.url+p.path)
+					_, n, err := timedGet(ctx, http.DefaultClient, q.st.url+p.path)
 					if err != nil {
 						q.close()
 						return fail(err)
