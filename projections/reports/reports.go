@@ -53,19 +53,19 @@ func (s set) add(k string) set {
 // count.
 func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	out := map[string]Record{}
-	for _, r := range snap.Records {
+	for r := range snap.Records.All() {
 		if r.Kind != kind || !sc.counts(r.Status) {
 			continue
 		}
 		cur, ok := out[r.ISCM]
-		if !ok || better(r, cur) {
-			out[r.ISCM] = r
+		if !ok || better(r, &cur) {
+			out[r.ISCM] = *r
 		}
 	}
 	return out
 }
 
-func better(a, b Record) bool {
+func better(a, b *Record) bool {
 	if (a.Source == "manual") != (b.Source == "manual") {
 		return a.Source == "manual"
 	}
@@ -389,7 +389,7 @@ func ComputeObjectives(snap Snapshot, cat *catalog.Catalog, sc Scope) Objectives
 	pos := via(snap.Current(events.KindPosition, sc))
 	plan := via(snap.Current(events.KindActionPlan, sc))
 	acts := map[int]set{}
-	for _, r := range snap.Records {
+	for r := range snap.Records.All() {
 		if r.Kind != events.KindActivity || !sc.counts(r.Status) {
 			continue
 		}
@@ -566,7 +566,7 @@ func ComputeRecommendations(snap Snapshot, cat *catalog.Catalog, sc Scope) Recom
 		}
 		return t[iscm]
 	}
-	for _, r := range snap.Records {
+	for r := range snap.Records.All() {
 		if !sc.counts(r.Status) {
 			continue
 		}
@@ -697,7 +697,7 @@ func ComputeReview(snap Snapshot, cat *catalog.Catalog, cy events.Cycle, region 
 			Records: map[string]int{}, Activities: map[string]int{}, Objectives: []int{}, Submissions: []string{}, Questionnaires: []string{}}
 	}
 	objs := map[string]map[int]bool{}
-	for _, r := range snap.Records {
+	for r := range snap.Records.All() {
 		ir := in[r.ISCM]
 		if ir == nil || !sc.counts(r.Status) || !cy.In(r.Dated()) {
 			continue

@@ -62,7 +62,7 @@ type Membership struct {
 // Snapshot is what the read models held at Position.
 type Snapshot struct {
 	Position    uint64
-	Records     []Record
+	Records     Records
 	Answers     []Answer
 	Memberships []Membership
 
@@ -163,9 +163,8 @@ SELECT iscm, id, channel, cycle, status, answers, version FROM records.questionn
 
 const liveMembersSQL = `SELECT iscm, state, status FROM registry.memberships WHERE active`
 
-// changedQuestionnairesSQL lists the questionnaires changed after a
-// position: their derived records may have been dropped since.
-const changedQuestionnairesSQL = `SELECT iscm, id FROM records.questionnaires WHERE version > $1`
+// changedAnswersSQL reads the questionnaires changed after a position.
+const changedAnswersSQL = liveAnswersSQL + ` WHERE version > $1`
 
 // Live returns the read models as they are now, in one consistent view.
 // The first call reads every record; later calls reuse the snapshot while
@@ -223,18 +222,29 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 			return err
 		}
 		if prev == nil || s.index == nil || prev.gens != snap.gens {
-			if snap.Records, err = scanLiveRecords(ctx, tx, liveRecordsSQL); err != nil {
+			all, err := scanLiveRecords(ctx, tx, liveRecordsSQL)
+			if err != nil {
 				return err
 			}
-			s.index = make(map[recordKey]int, len(snap.Records))
-			for i, r := range snap.Records {
+			s.index = make(map[recordKey]int, len(all))
+			for i, r := range all {
 				s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
 			}
-		} else if snap.Records, err = s.refreshRecords(ctx, tx, prev); err != nil {
-			return err
-		}
-		if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
-			return err
+			snap.Records = NewRecords(all)
+			if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
+				return err
+			}
+		} else {
+			// Answers change in place (a questionnaire is never removed):
+			// those changed since prev are read and decoded again.
+			changed, err := scanAnswers(ctx, tx, changedAnswersSQL, int64(prev.Position))
+			if err != nil {
+				return err
+			}
+			if snap.Records, err = s.refreshRecords(ctx, tx, prev, changed); err != nil {
+				return err
+			}
+			snap.Answers = refreshAnswers(prev.Answers, changed)
 		}
 		snap.Memberships, err = scanMembers(ctx, tx, liveMembersSQL)
 		return err
@@ -245,55 +255,46 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 // refreshRecords is prev's records with those changed after prev.Position
 // read again. A derived record disappears only when its questionnaire is
 // answered anew, so the derived records of every questionnaire changed
-// since are dropped first; those that remain changed with it and are read
-// again. prev's slice is shared with its readers and stays as it is.
-func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot) ([]Record, error) {
-	after := int64(prev.Position)
-	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", after)
+// since (answers) are dropped first; those that remain changed with it and
+// are read again. prev's records are shared with its readers and stay as they are:
+// the new list shares the chunks of prev's in which nothing changed.
+func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (Records, error) {
+	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.Position))
 	if err != nil {
-		return nil, err
+		return Records{}, err
 	}
-	rows, err := tx.Query(ctx, changedQuestionnairesSQL, after)
-	if err != nil {
-		return nil, err
-	}
-	type qKey struct{ iscm, id string }
-	qs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (qKey, error) {
-		var k qKey
-		return k, row.Scan(&k.iscm, &k.id)
-	})
-	if err != nil {
-		return nil, err
-	}
-	recs := slices.Clone(prev.Records)
-	if len(qs) > 0 {
-		gone := make(map[qKey]bool, len(qs))
-		for _, k := range qs {
-			gone[k] = true
+	from := prev.Records
+	if len(answers) > 0 {
+		// Rare (a questionnaire answered or moved on): the list is made anew.
+		type qKey struct{ iscm, id string }
+		gone := make(map[qKey]bool, len(answers))
+		for _, a := range answers {
+			gone[qKey{a.ISCM, a.ID}] = true
 		}
-		kept := recs[:0]
-		for _, r := range recs {
+		kept := make([]Record, 0, from.Len())
+		for r := range from.All() {
 			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
 				continue
 			}
-			kept = append(kept, r)
+			kept = append(kept, *r)
 		}
-		recs = kept
 		clear(s.index)
-		for i, r := range recs {
+		for i, r := range kept {
 			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
 		}
+		from = NewRecords(kept)
 	}
+	recs := from.edit()
 	for _, r := range changed {
 		k := recordKey{r.ISCM, r.Kind, r.ID}
 		if i, ok := s.index[k]; ok {
-			recs[i] = r
+			recs.set(i, r)
 			continue
 		}
-		s.index[k] = len(recs)
-		recs = append(recs, r)
+		s.index[k] = recs.Len()
+		recs.add(r)
 	}
-	return recs, nil
+	return recs.Records, nil
 }
 
 // AsOf returns the snapshot at an earlier position, rebuilt from the
@@ -319,7 +320,7 @@ func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	s.mu.Lock()
 	live := 0
 	if s.live != nil {
-		live = len(s.live.Records)
+		live = s.live.Records.Len()
 	}
 	s.past = keepPast(append([]*Snapshot{&snap}, s.past...), live)
 	s.mu.Unlock()
@@ -333,7 +334,7 @@ func keepPast(past []*Snapshot, live int) []*Snapshot {
 	budget := max(pastRecordsFloor, 2*live)
 	kept := 0
 	for i, c := range past {
-		if kept += len(c.Records); i > 0 && (i >= pastSnapshots || kept > budget) {
+		if kept += c.Records.Len(); i > 0 && (i >= pastSnapshots || kept > budget) {
 			clear(past[i:]) // let the dropped ones go
 			return past[:i]
 		}
@@ -479,19 +480,20 @@ ORDER BY m.iscm, m.state`
 // tables.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	snap := Snapshot{Position: position, past: true}
+	var recs []Record
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if snap.Records, err = scanLiveRecords(ctx, tx, asOfKeptSQL, int64(position)); err != nil {
+		if recs, err = scanLiveRecords(ctx, tx, asOfKeptSQL, int64(position)); err != nil {
 			return err
 		}
 		changed, err := scanRecords(ctx, tx, asOfRecordsSQL, int64(position))
 		if err != nil {
 			return err
 		}
-		snap.Records = append(snap.Records, changed...)
+		recs = append(recs, changed...)
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
 			return err
 		}
@@ -504,12 +506,13 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	// Records derived from answers, as the records projection derives them.
 	for _, a := range snap.Answers {
 		for _, d := range a.Answers.Derive() {
-			snap.Records = append(snap.Records, Record{
+			recs = append(recs, Record{
 				ISCM: a.ISCM, Kind: d.Content.RecordKind(), ID: events.DerivedID(a.ID, d.Part), Status: a.Status,
 				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Cols: records.Columns(d.Content), Pos: a.Pos,
 			})
 		}
 	}
+	snap.Records = NewRecords(recs)
 	return snap, nil
 }
 
@@ -669,6 +672,28 @@ func scanAnswers(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Ans
 		}
 		return a, nil
 	})
+}
+
+// refreshAnswers is prev with the answers changed since it replaced or
+// added. prev is shared with its snapshot's readers and stays as it is.
+func refreshAnswers(prev, changed []Answer) []Answer {
+	if len(changed) == 0 {
+		return prev
+	}
+	type key struct{ iscm, id string }
+	at := make(map[key]int, len(prev))
+	out := slices.Clone(prev)
+	for i, a := range out {
+		at[key{a.ISCM, a.ID}] = i
+	}
+	for _, a := range changed {
+		if i, ok := at[key{a.ISCM, a.ID}]; ok {
+			out[i] = a
+		} else {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func scanMembers(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Membership, error) {

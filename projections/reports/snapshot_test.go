@@ -8,7 +8,7 @@ import (
 )
 
 func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
-	snap := func(records int) *Snapshot { return &Snapshot{Records: make([]Record, records)} }
+	snap := func(records int) *Snapshot { return &Snapshot{Records: NewRecords(make([]Record, records))} }
 	many := func(n, records int) []*Snapshot {
 		out := make([]*Snapshot, n)
 		for i := range out {
@@ -64,4 +64,26 @@ func TestInternerSharesShortValuesAndStaysBounded(t *testing.T) {
 	if len(in.m) != internLimit {
 		t.Errorf("table holds %d values, want at most %d", len(in.m), internLimit)
 	}
+}
+
+func TestRefreshAnswersReplacesAndAddsWithoutChangingPrev(t *testing.T) {
+	prev := []Answer{{ISCM: "a", ID: "2018/q", Status: "draft"}, {ISCM: "b", ID: "2018/q", Status: "published"}}
+	if got := refreshAnswers(prev, nil); &got[0] != &prev[0] {
+		t.Error("nothing changed, yet the answers were copied")
+	}
+	got := refreshAnswers(prev, []Answer{{ISCM: "a", ID: "2018/q", Status: "submitted"}, {ISCM: "a", ID: "2022/q", Status: "draft"}})
+	if want := "[a 2018/q submitted] [b 2018/q published] [a 2022/q draft]"; answersText(got) != want {
+		t.Errorf("refreshed: %s, want %s", answersText(got), want)
+	}
+	if want := "[a 2018/q draft] [b 2018/q published]"; answersText(prev) != want {
+		t.Errorf("prev changed: %s, want %s", answersText(prev), want)
+	}
+}
+
+func answersText(as []Answer) string {
+	var out []string
+	for _, a := range as {
+		out = append(out, fmt.Sprintf("[%s %s %s]", a.ISCM, a.ID, a.Status))
+	}
+	return strings.Join(out, " ")
 }

@@ -611,7 +611,7 @@ func keptAndFresh(t *testing.T, s *stack, pos uint64) (string, string) {
 
 func snapshotText(t *testing.T, snap reports.Snapshot) string {
 	t.Helper()
-	recs := slices.Clone(snap.Records)
+	recs := snap.Records.Slice()
 	slices.SortFunc(recs, func(a, b reports.Record) int {
 		return strings.Compare(a.ISCM+"/"+a.Kind+"/"+a.ID, b.ISCM+"/"+b.Kind+"/"+b.ID)
 	})

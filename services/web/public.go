@@ -87,7 +87,7 @@ func (s *Server) overview(snap reports.Snapshot, sc reports.Scope) []iscmRow {
 			}
 		}
 	}
-	for _, rec := range snap.Records {
+	for rec := range snap.Records.All() {
 		r := rows[rec.ISCM]
 		if r == nil || (rec.Status != events.StatusPublished && !(sc.IncludeSubmitted && rec.Status == events.StatusSubmitted)) {
 			continue
@@ -279,7 +279,7 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 func (s *Server) objectivesMap(snap reports.Snapshot, sc reports.Scope) template.HTML {
 	pos, plan := snap.Current(events.KindPosition, sc), snap.Current(events.KindActionPlan, sc)
 	acts := map[string]map[int]bool{}
-	for _, rec := range snap.Records {
+	for rec := range snap.Records.All() {
 		if rec.Kind == events.KindActivity && (rec.Status == events.StatusPublished || (sc.IncludeSubmitted && rec.Status == events.StatusSubmitted)) {
 			if acts[rec.ISCM] == nil {
 				acts[rec.ISCM] = map[int]bool{}
