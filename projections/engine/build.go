@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 )
 
 const (
@@ -134,32 +138,84 @@ func collectNames(ctx context.Context, q querier, sql string, arg string) ([]str
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// createIndexes creates the indexes a projection defers while it is built.
-// The caller has set the search_path to the build's schema.
+// createIndexes creates the indexes a projection defers while it is built,
+// one after the other in tx. The caller has set the search_path to the
+// build's schema.
 func createIndexes(ctx context.Context, tx pgx.Tx, p Projection) error {
 	ix, ok := p.(Indexer)
 	if !ok {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, ix.Indexes()); err != nil {
-		return fmt.Errorf("create indexes: %w", err)
+	for _, st := range ix.Indexes() {
+		if _, err := tx.Exec(ctx, st); err != nil {
+			return fmt.Errorf("create indexes: %w", err)
+		}
 	}
 	return nil
 }
 
+// indexWorkers is how many of a build's deferred indexes are created at
+// once. One after the other, the records projection's took 0.9 s of a 7 s
+// rebuild of 100,000 events on two cores, one of them idle meanwhile.
+var indexWorkers = min(runtime.GOMAXPROCS(0), 4)
+
+// buildIndexes creates a caught-up build's deferred indexes before it is
+// activated: on conn, and on as many more of the pool's connections as
+// indexWorkers allows and the pool has to spare (one stays free for
+// others), each statement in a transaction of its own.
+func buildIndexes(ctx context.Context, pool *pgxpool.Pool, conn *pgxpool.Conn, p Projection, b build) error {
+	ix, ok := p.(Indexer)
+	if !ok {
+		return nil
+	}
+	sts := ix.Indexes()
+	var mu sync.Mutex
+	next := func() (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(sts) == 0 {
+			return "", false
+		}
+		st := sts[0]
+		sts = sts[1:]
+		return st, true
+	}
+	work := func(ctx context.Context, c *pgxpool.Conn) error {
+		for st, ok := next(); ok; st, ok = next() {
+			err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{b.schema}.Sanitize()+", public"); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, st)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("create indexes of %s: %s: %w", b.schema, st, err)
+			}
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	st := pool.Stat()
+	extra := min(indexWorkers-1, len(sts)-1, int(st.MaxConns()-st.AcquiredConns())-1)
+	for range max(extra, 0) {
+		g.Go(func() error {
+			c, err := pool.Acquire(gctx)
+			if err != nil {
+				return err
+			}
+			defer c.Release()
+			return work(gctx, c)
+		})
+	}
+	g.Go(func() error { return work(gctx, conn) })
+	return g.Wait()
+}
+
 // activate makes b the active build of its projection and retires the one
-// before it, switching the views in the same transaction. A build's
-// deferred indexes are created first, in the same transaction.
-func activate(ctx context.Context, tx pgx.Tx, p Projection, b build) error {
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{b.schema}.Sanitize()+", public"); err != nil {
-		return err
-	}
-	if err := createIndexes(ctx, tx, p); err != nil {
-		return fmt.Errorf("activate %s: %w", b.schema, err)
-	}
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO DEFAULT"); err != nil {
-		return err
-	}
+// before it, switching the views in the same transaction. The caller has
+// created a building generation's deferred indexes (buildIndexes).
+func activate(ctx context.Context, tx pgx.Tx, b build) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('gcm.projection_builds'))`); err != nil {
 		return err
 	}

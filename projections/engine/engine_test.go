@@ -324,7 +324,9 @@ func TestNewVersionBuildsAlongsideAndSwitches(t *testing.T) {
 // indexedSeen defers an index until its build is activated.
 type indexedSeen struct{ seen }
 
-func (p *indexedSeen) Indexes() string { return `CREATE INDEX seen_state ON seen (state)` }
+func (p *indexedSeen) Indexes() []string {
+	return []string{`CREATE INDEX IF NOT EXISTS seen_state ON seen (state)`, `ANALYZE seen`}
+}
 
 // indexesOf lists the indexes of the seen table in a build's schema.
 func (f *fixture) indexesOf(t *testing.T, generation int) []string {

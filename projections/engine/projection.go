@@ -46,13 +46,19 @@ type Filter interface {
 
 // Indexer is implemented by projections whose secondary indexes can wait
 // for the end of a replay: a generation being built catches up without them
-// and creates them (and gathers planner statistics) in the transaction that
-// activates it, which costs far less than keeping them up to date event by
-// event. An active generation created empty has them from the start.
-// Indexes runs with the build's schema first on the search_path; the
-// indexes Apply's own reads rely on belong in Setup.
+// and creates them (and gathers planner statistics) once it has caught up,
+// just before it is activated, which costs far less than keeping them up to
+// date event by event. An active generation created empty has them from
+// the start.
+//
+// Indexes are SQL statements run with the build's schema first on the
+// search_path, each in its own transaction and several at once on separate
+// connections, longest first as listed. A build interrupted after some of
+// them runs them all again, so each must be repeatable (CREATE INDEX IF
+// NOT EXISTS, ANALYZE). The indexes Apply's own reads rely on belong in
+// Setup.
 type Indexer interface {
-	Indexes() string
+	Indexes() []string
 }
 
 // Transient reports whether err may go away by itself (the database

@@ -140,23 +140,30 @@ CREATE TABLE questionnaires (
 );
 `
 
-// indexesSQL are the indexes the queries use and Apply does not: a build
-// creates them once it has caught up (see engine.Indexer).
-const indexesSQL = `
-CREATE INDEX records_list ON records (kind, created_position DESC, id DESC);
-CREATE INDEX records_all ON records (created_position DESC, id DESC);
-CREATE INDEX records_updated ON records (updated_position);
-CREATE INDEX records_objectives ON records USING gin (objectives);
-CREATE INDEX records_principles ON records USING gin (principles);
-CREATE INDEX records_themes ON records USING gin (themes);
-CREATE INDEX history_record ON history (iscm, kind, id, position);
-CREATE INDEX history_timeline ON history (iscm, position DESC);
-CREATE INDEX feed_position ON feed (position, iscm, kind, id);
-ANALYZE records; ANALYZE history; ANALYZE feed; ANALYZE questionnaires; ANALYZE milestones;
-`
+// indexes are the indexes the queries use and Apply does not, and the
+// planner's statistics: a build creates them once it has caught up (see
+// engine.Indexer), several at once, longest first: history holds a row per
+// event. A table's ANALYZE waits for an index being created on it, so each
+// comes after them.
+var indexes = []string{
+	`CREATE INDEX IF NOT EXISTS history_record ON history (iscm, kind, id, position)`,
+	`CREATE INDEX IF NOT EXISTS history_timeline ON history (iscm, position DESC)`,
+	`CREATE INDEX IF NOT EXISTS records_list ON records (kind, created_position DESC, id DESC)`,
+	`CREATE INDEX IF NOT EXISTS records_all ON records (created_position DESC, id DESC)`,
+	`CREATE INDEX IF NOT EXISTS records_updated ON records (updated_position)`,
+	`CREATE INDEX IF NOT EXISTS records_objectives ON records USING gin (objectives)`,
+	`CREATE INDEX IF NOT EXISTS records_principles ON records USING gin (principles)`,
+	`CREATE INDEX IF NOT EXISTS records_themes ON records USING gin (themes)`,
+	`ANALYZE history`,
+	`CREATE INDEX IF NOT EXISTS feed_position ON feed (position, iscm, kind, id)`,
+	`ANALYZE records`,
+	`ANALYZE feed`,
+	`ANALYZE questionnaires`,
+	`ANALYZE milestones`,
+}
 
 // Indexes implements engine.Indexer.
-func (Projection) Indexes() string { return indexesSQL }
+func (Projection) Indexes() []string { return indexes }
 
 // Setup implements engine.Projection.
 func (Projection) Setup(ctx context.Context, tx pgx.Tx) error {
