@@ -349,6 +349,41 @@ func TestFeedsShowOnlyPublishedRecords(t *testing.T) {
 	}
 }
 
+// A feed entry shows its record's content as last published or corrected;
+// a withdrawal shows none.
+func TestFeedShowsTheContentOfEachPublicChange(t *testing.T) {
+	s := newStack(t)
+	base := "/v1/iscms/cmc/resources/"
+	w := s.mustOK(t, s.do(t, "POST", base[:len(base)-1], s.admin, `{"kind":"human","description":"first text"}`, nil), 201)
+	id := w["id"].(string)
+	s.mustOK(t, s.do(t, "POST", base+id+"/submit", s.admin, "", nil), 200)
+	w = s.mustOK(t, s.do(t, "POST", base+id+"/publish", s.admin, "", nil), 200)
+	item := func(pos uint64) (string, string) {
+		t.Helper()
+		r := s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/feeds/published.json?min_position=%d", pos), "", "", nil), 200)
+		items := r["items"].([]any)
+		if len(items) != 1 {
+			t.Fatalf("%d feed items, want 1", len(items))
+		}
+		g := items[0].(map[string]any)["_gcm"].(map[string]any)
+		rec, _ := g["item"].(map[string]any)["record"].(map[string]any)
+		desc, _ := rec["description"].(string)
+		return g["change"].(string), desc
+	}
+	if change, desc := item(uint64(w["position"].(float64))); change != "published" || desc != "first text" {
+		t.Fatalf("after publication: %s %q", change, desc)
+	}
+	w = s.mustOK(t, s.do(t, "PUT", base+id, s.admin, `{"kind":"human","description":"corrected text"}`,
+		map[string]string{"If-Match": fmt.Sprintf(`"%d"`, uint64(w["position"].(float64)))}), 200)
+	if change, desc := item(uint64(w["position"].(float64))); change != "updated" || desc != "corrected text" {
+		t.Fatalf("after a correction: %s %q", change, desc)
+	}
+	w = s.mustOK(t, s.do(t, "POST", base+id+"/withdraw", s.admin, "", nil), 200)
+	if change, desc := item(uint64(w["position"].(float64))); change != "withdrawn" || desc != "" {
+		t.Fatalf("after withdrawal: %s %q", change, desc)
+	}
+}
+
 func TestFeedPolledDuringWritesYieldsEveryItemOnce(t *testing.T) {
 	s := newStack(t)
 	const n = 40
