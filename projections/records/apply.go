@@ -144,6 +144,7 @@ type feedRow struct {
 	tid           pgtype.TID
 	position      int64
 	change, title string
+	record        *string
 	source        string
 	questionnaire *string
 	cycle         *int32
@@ -153,17 +154,17 @@ type feedRow struct {
 	changedAt     time.Time
 }
 
-const feedCols = `ctid, iscm, kind, id, position, change, title, source, questionnaire, cycle, channel, objectives, published_at, changed_at`
+const feedCols = `ctid, iscm, kind, id, position, change, title, record::text, source, questionnaire, cycle, channel, objectives, published_at, changed_at`
 
-var feedColumns = []string{"iscm", "kind", "id", "position", "change", "title", "source", "questionnaire", "cycle", "channel", "objectives", "published_at", "changed_at"}
+var feedColumns = []string{"iscm", "kind", "id", "position", "change", "title", "record", "source", "questionnaire", "cycle", "channel", "objectives", "published_at", "changed_at"}
 
 func (f *feedRow) scan(row pgx.Rows) error {
-	return row.Scan(&f.tid, &f.iscm, &f.kind, &f.id, &f.position, &f.change, &f.title, &f.source, &f.questionnaire, &f.cycle, &f.channel,
+	return row.Scan(&f.tid, &f.iscm, &f.kind, &f.id, &f.position, &f.change, &f.title, &f.record, &f.source, &f.questionnaire, &f.cycle, &f.channel,
 		&f.objectives, &f.publishedAt, &f.changedAt)
 }
 
 func (f *feedRow) values() []any {
-	return []any{f.iscm, f.kind, f.id, f.position, f.change, f.title, f.source, f.questionnaire, f.cycle, f.channel,
+	return []any{f.iscm, f.kind, f.id, f.position, f.change, f.title, f.record, f.source, f.questionnaire, f.cycle, f.channel,
 		f.objectives, f.publishedAt, f.changedAt}
 }
 
@@ -629,7 +630,7 @@ func (a *applier) tombstone(ev engine.Event, k recKey) {
 	if r := a.recs[k]; r != nil && r.status == events.StatusPublished {
 		return
 	}
-	f.change, f.position, f.changedAt = "withdrawn", int64(ev.Position), ev.RecordedAt
+	f.change, f.record, f.position, f.changedAt = "withdrawn", nil, int64(ev.Position), ev.RecordedAt
 	a.dirtyFeed(k)
 }
 
@@ -640,6 +641,7 @@ func (a *applier) publishFeed(ev engine.Event, k recKey) {
 		return
 	}
 	f := a.feed[k]
+	content := r.content
 	switch {
 	case f == nil:
 		f = &feedRow{recKey: k, change: "published", source: r.source, questionnaire: r.questionnaire, cycle: r.cycle, channel: r.channel}
@@ -652,7 +654,7 @@ func (a *applier) publishFeed(ev engine.Event, k recKey) {
 	default:
 		f.change = "updated"
 	}
-	f.position, f.title, f.objectives = int64(ev.Position), r.title, r.objectives
+	f.position, f.title, f.record, f.objectives = int64(ev.Position), r.title, &content, r.objectives
 	f.publishedAt, f.changedAt = r.publishedAt, r.updatedAt
 	a.dirtyFeed(k)
 }

@@ -501,20 +501,14 @@ type FeedFilter struct {
 	Limit  int
 }
 
-// feedSQL reads a page of the feed, then the content of its entries that
-// are not withdrawals from their records.
 const feedSQL = `
-SELECT f.iscm, f.kind, f.id, f.position, f.change, f.title, r.content, f.source, coalesce(f.questionnaire, ''), f.cycle,
-       coalesce(f.channel, ''), f.objectives, f.published_at, f.changed_at
-FROM (
-    SELECT * FROM records.feed
-    WHERE ($1 = 0 OR (position, iscm || '/' || kind || '/' || id) > ($1, $2))
-      AND ($3 = '' OR iscm = $3) AND ($4 = '' OR kind = $4)
-    ORDER BY position, iscm || '/' || kind || '/' || id
-    LIMIT $5
-) f
-LEFT JOIN records.records r ON f.change <> 'withdrawn' AND (r.iscm, r.kind, r.id) = (f.iscm, f.kind, f.id)
-ORDER BY f.position, f.iscm || '/' || f.kind || '/' || f.id`
+SELECT iscm, kind, id, position, change, title, record, source, coalesce(questionnaire, ''), cycle, coalesce(channel, ''),
+       objectives, published_at, changed_at
+FROM records.feed
+WHERE ($1 = 0 OR (position, iscm || '/' || kind || '/' || id) > ($1, $2))
+  AND ($3 = '' OR iscm = $3) AND ($4 = '' OR kind = $4)
+ORDER BY position, iscm || '/' || kind || '/' || id
+LIMIT $5`
 
 // Feed returns the public changes after the cursor, oldest first: a
 // consumer that follows next cursors sees every publication, correction and

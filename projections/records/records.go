@@ -28,10 +28,8 @@ func (Projection) Name() string { return Name }
 // Version 4 keeps documents (content, answers, feed entries) as json, the
 // text the events carry, rather than jsonb: nothing queries inside them,
 // and parsing each into jsonb on write took about 5 % of a rebuild's batch
-// time. Version 5 no longer copies a published record's content into its
-// feed entry: the feed reads it from the record, which holds the same
-// content for as long as the entry is not a withdrawal.
-func (Projection) Version() int { return 5 }
+// time.
+func (Projection) Version() int { return 4 }
 
 // Handles implements engine.Filter: everything but the registry's events.
 func (Projection) Handles(t string) bool { return !strings.HasPrefix(t, "iscm.") }
@@ -96,9 +94,7 @@ CREATE TABLE history (
 
 -- The public feed: one row per record that is or was published, at the
 -- position of its last public change, so a consumer polling by position
--- sees every publication, correction and withdrawal once. An entry that is
--- not a withdrawal shows its record's content: every change of a published
--- record's content moves its entry too.
+-- sees every publication, correction and withdrawal once.
 CREATE TABLE feed (
     iscm          text NOT NULL,
     kind          text NOT NULL,
@@ -106,6 +102,7 @@ CREATE TABLE feed (
     position      bigint NOT NULL,
     change        text NOT NULL,
     title         text NOT NULL,
+    record        json,
     source        text NOT NULL,
     questionnaire text,
     cycle         integer,
