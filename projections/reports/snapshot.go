@@ -426,9 +426,10 @@ WHERE source = 'manual' AND updated_position <= $1`
 // (and created before it) from their history: the content of the last
 // recorded/revised event and the status after the last event up to it.
 // Each is looked up in the history by its own index probes: the cost
-// follows the number of records changed since, not of events.
+// follows the number of records changed since, not of events. When a
+// record was first recorded does not change: the live read's created_at.
 const asOfRecordsSQL = `
-SELECT r.iscm, r.kind, r.id, l.status, 'manual', '', 0, b.content, l.position, f.recorded_at
+SELECT r.iscm, r.kind, r.id, l.status, 'manual', '', 0, b.content, l.position, r.created_at
 FROM records.records r
 CROSS JOIN LATERAL (
     SELECT h.status, h.position FROM records.history h
@@ -441,11 +442,6 @@ CROSS JOIN LATERAL (
       AND (h.event_type LIKE '%.recorded' OR h.event_type LIKE '%.revised')
     ORDER BY h.position DESC LIMIT 1
 ) b
-CROSS JOIN LATERAL (
-    SELECT h.recorded_at FROM records.history h
-    WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id
-    ORDER BY h.position LIMIT 1
-) f
 WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1
 ORDER BY r.iscm, r.kind, r.id`
 
