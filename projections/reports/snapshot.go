@@ -445,18 +445,25 @@ CROSS JOIN LATERAL (
 WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1
 ORDER BY r.iscm, r.kind, r.id`
 
+// asOfAnswersSQL finds each questionnaire's answers as of the position:
+// its status after its last event up to it and the answers of its last
+// answer up to it, with an index probe each per questionnaire (the
+// questionnaires table keeps every one that ever was), not a pass over
+// every questionnaire event of the history.
 const asOfAnswersSQL = `
-WITH last AS (
-    SELECT DISTINCT ON (iscm, id) iscm, id, status, position
-    FROM records.history WHERE position <= $1 AND kind = 'questionnaire'
-    ORDER BY iscm, id, position DESC
-), body AS (
-    SELECT DISTINCT ON (iscm, id) iscm, id, content, position
-    FROM records.history WHERE position <= $1 AND kind = 'questionnaire' AND event_type = 'questionnaire.answered'
-    ORDER BY iscm, id, position DESC
-)
-SELECT l.iscm, l.id, split_part(l.id, '-', 2), split_part(l.id, '-', 1)::int, l.status, b.content, l.position
-FROM last l JOIN body b USING (iscm, id)`
+SELECT q.iscm, q.id, q.channel, q.cycle, l.status, b.content, l.position
+FROM records.questionnaires q
+CROSS JOIN LATERAL (
+    SELECT h.status, h.position FROM records.history h
+    WHERE h.iscm = q.iscm AND h.kind = 'questionnaire' AND h.id = q.id AND h.position <= $1
+    ORDER BY h.position DESC LIMIT 1
+) l
+CROSS JOIN LATERAL (
+    SELECT h.content FROM records.history h
+    WHERE h.iscm = q.iscm AND h.kind = 'questionnaire' AND h.id = q.id AND h.position <= $1
+      AND h.event_type = 'questionnaire.answered'
+    ORDER BY h.position DESC LIMIT 1
+) b`
 
 // asOfMembersSQL finds each State's last change in each ISCM up to the
 // position with one index probe per pair: the memberships table keeps every
