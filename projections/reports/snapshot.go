@@ -424,24 +424,20 @@ WHERE source = 'manual' AND updated_position <= $1`
 
 // asOfRecordsSQL rebuilds the hand-made records changed since the position
 // (and created before it) from their history: the content of the last
-// recorded/revised event and the status after the last event up to it.
-// Each is looked up in the history by its own index probes: the cost
-// follows the number of records changed since, not of events. When a
+// recorded/revised event and the status after the last event up to it,
+// both from one index scan of the record's history up to the position. The
+// cost follows the number of records changed since, not of events. When a
 // record was first recorded does not change: the live read's created_at.
 const asOfRecordsSQL = `
-SELECT r.iscm, r.kind, r.id, l.status, 'manual', '', 0, b.content, l.position, r.created_at
+SELECT r.iscm, r.kind, r.id, x.status, 'manual', '', 0, x.content, x.position, r.created_at
 FROM records.records r
 CROSS JOIN LATERAL (
-    SELECT h.status, h.position FROM records.history h
+    SELECT (array_agg(h.status ORDER BY h.position DESC))[1] AS status, max(h.position) AS position,
+           (array_agg(h.content::text ORDER BY h.position DESC)
+               FILTER (WHERE h.event_type LIKE '%.recorded' OR h.event_type LIKE '%.revised'))[1] AS content
+    FROM records.history h
     WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
-    ORDER BY h.position DESC LIMIT 1
-) l
-CROSS JOIN LATERAL (
-    SELECT h.content FROM records.history h
-    WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
-      AND (h.event_type LIKE '%.recorded' OR h.event_type LIKE '%.revised')
-    ORDER BY h.position DESC LIMIT 1
-) b
+) x
 WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1
 ORDER BY r.iscm, r.kind, r.id`
 
