@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -169,19 +168,13 @@ func buildIndexes(ctx context.Context, pool *pgxpool.Pool, conn *pgxpool.Conn, p
 		return nil
 	}
 	sts := ix.Indexes()
-	var mu sync.Mutex
-	next := func() (string, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(sts) == 0 {
-			return "", false
-		}
-		st := sts[0]
-		sts = sts[1:]
-		return st, true
+	queue := make(chan string, len(sts))
+	for _, st := range sts {
+		queue <- st
 	}
+	close(queue)
 	work := func(ctx context.Context, c *pgxpool.Conn) error {
-		for st, ok := next(); ok; st, ok = next() {
+		for st := range queue {
 			err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{b.schema}.Sanitize()+", public"); err != nil {
 					return err

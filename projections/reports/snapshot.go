@@ -256,8 +256,8 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 // read again. A derived record disappears only when its questionnaire is
 // answered anew, so the derived records of every questionnaire changed
 // since (answers) are dropped first; those that remain changed with it and
-// are read again. prev's records are shared with its readers and stay as they are:
-// the new list shares the chunks of prev's in which nothing changed.
+// are read again. prev's records are shared with its readers and stay as
+// they are: the new list shares the chunks of prev's nothing changed in.
 func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (Records, error) {
 	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.Position))
 	if err != nil {
