@@ -357,6 +357,9 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 				if err == nil {
 					err = r.publicLoad(ctx, q, "/objectives", &page)
 				}
+				if err == nil && rep == r.cfg.Reps-1 {
+					err = r.profilePublic(ctx, q)
+				}
 				if err != nil {
 					q.close()
 					return fail(err)
@@ -376,6 +379,23 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
 	page.Notes = append(page.Notes, fmt.Sprintf("%d clients reading the objectives page for %s each repetition, half of them with If-None-Match (the page's ETag)", 2*queryClients, queryWindow))
 	return append(rows, fresh, feed, asof, asofFirst, public, page)
+}
+
+// profilePublic profiles one more run of each public read load, not
+// counted, when profiles are asked for.
+func (r *runner) profilePublic(ctx context.Context, q *queryStack) error {
+	for _, p := range []struct{ name, path string }{
+		{"cpu-public-feed.pprof", "/v1/feeds/published.json?limit=50"},
+		{"cpu-public-objectives.pprof", "/objectives"},
+	} {
+		if err := r.profile(p.name, func() error {
+			var scratch Row
+			return r.publicLoad(ctx, q, p.path, &scratch)
+		}); err != nil {
+			return fmt.Errorf("profile %s: %w", p.path, err)
+		}
+	}
+	return nil
 }
 
 // publicLoad drives a public path (the feed's first page, a progress

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.FreshnessDuration, "freshness-duration", 0, "measurement window of each freshness run, after a 1 s warm-up (default 5s)")
 	fs.IntVar(&cfg.AggregateEvents, "aggregate-events", 10_000, "events of the aggregate the load pair reads")
 	fs.StringVar(&cfg.Gcmtrack, "gcmtrack", "bin/gcmtrack", "the product binary, run as a child process for the memory pair")
-	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU profiles of extra, untimed runs of the rebuild and append paths; empty: none")
+	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU profiles of extra, untimed runs of the rebuild, append and public read paths; empty: none")
 	fs.Uint64Var(&cfg.Seed, "seed", 2018, "seed of the generated data")
 	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(bench.Scenarios, ", ")+"); empty: all")
 	out := fs.String("out", "bin/bench/latest.json", "where the JSON results go")
