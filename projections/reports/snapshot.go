@@ -118,18 +118,30 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	return p, err
 }
 
-// Version names the read models' current state: their common position and
-// their generations. What is computed from them alone changes only when it
-// does, so it can tag responses (ETag).
+// Version names the read models' current state: each source's generation
+// and position. What is computed from them alone changes only when it
+// does, so it can tag responses (ETag) and key what is kept of them. It
+// begins with the sources' common position.
 func (s *Store) Version(ctx context.Context) (string, error) {
-	p, gens, err := s.state(ctx, s.pool)
-	if err != nil {
-		return "", err
+	var pos int64
+	var n int
+	var state string
+	if err := s.pool.QueryRow(ctx, versionSQL, Sources).Scan(&pos, &n, &state); err != nil {
+		return "", fmt.Errorf("read models' version: %w", err)
+	}
+	if n < len(Sources) {
+		pos = 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(gens))
-	return fmt.Sprintf("%d.%08x", p, h.Sum32()), nil
+	h.Write([]byte(state))
+	return fmt.Sprintf("%d.%08x", pos, h.Sum32()), nil
 }
+
+// versionSQL is stateSQL with each source's own position: a source ahead
+// of the other moves the version.
+const versionSQL = `
+SELECT coalesce(min(position), 0), count(*), coalesce(string_agg(name || ':' || generation || ':' || position, ',' ORDER BY name), '')
+FROM gcm.projection_builds WHERE status = 'active' AND name = ANY($1)`
 
 // stateSQL gives the sources' common position and their active
 // generations: a snapshot of other generations (after a rebuild switched

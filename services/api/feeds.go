@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	projrecords "gcmtrack/projections/records"
+	"gcmtrack/services/pagecache"
 )
 
 func (s *Server) feedRoutes() {
@@ -37,13 +39,13 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// feedPage reads the page a feed request asks for (after=cursor,
+// feedFilter reads the page a feed request asks for (after=cursor,
 // iscm=, kind=, limit=).
-func (s *Server) feedPage(w http.ResponseWriter, r *http.Request) (projrecords.Page[projrecords.FeedItem], projrecords.FeedFilter, error) {
+func feedFilter(r *http.Request) (projrecords.FeedFilter, error) {
 	q := r.URL.Query()
 	f := projrecords.FeedFilter{ISCM: q.Get("iscm"), Cursor: q.Get("after")}
 	if err := checkCursor("after", f.Cursor); err != nil {
-		return projrecords.Page[projrecords.FeedItem]{}, f, err
+		return f, err
 	}
 	if k := q.Get("kind"); k != "" {
 		found := false
@@ -53,24 +55,84 @@ func (s *Server) feedPage(w http.ResponseWriter, r *http.Request) (projrecords.P
 			}
 		}
 		if !found {
-			return projrecords.Page[projrecords.FeedItem]{}, f, problem(http.StatusBadRequest, "bad-parameter", "kind must be a record type such as activities")
+			return f, problem(http.StatusBadRequest, "bad-parameter", "kind must be a record type such as activities")
 		}
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > projrecords.MaxLimit {
-			return projrecords.Page[projrecords.FeedItem]{}, f, problem(http.StatusBadRequest, "bad-parameter", "limit must be an integer from 1 to "+strconv.Itoa(projrecords.MaxLimit))
+			return f, problem(http.StatusBadRequest, "bad-parameter", "limit must be an integer from 1 to "+strconv.Itoa(projrecords.MaxLimit))
 		}
 		f.Limit = n
 	}
+	return f, nil
+}
+
+// Feed pages are kept encoded: up to feedPages of them, feedBytes
+// together. Consumers poll the few URLs they were last given; a crawl
+// through older pages passes through.
+const (
+	feedPages = 64
+	feedBytes = 16 << 20
+)
+
+// feedReadTimeout bounds a feed page's read, shared by the requests that
+// wait for it.
+const feedReadTimeout = 10 * time.Second
+
+// serveFeed answers a feed request. The page and its encoding are kept for
+// the request's URL (with the host and scheme its links use) until the read
+// models move: a poll between two writes, answered 200 or 304, neither
+// reads the feed nor encodes it. Concurrent requests for a page not kept
+// read it once.
+func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request, format string,
+	encode func(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error)) error {
+	f, err := feedFilter(r)
+	if err != nil {
+		return err
+	}
 	if err := s.awaitPosition(r, readModels...); err != nil {
-		return projrecords.Page[projrecords.FeedItem]{}, f, err
+		return err
 	}
-	page, err := s.d.RecordsQ.Feed(r.Context(), f)
-	if errors.Is(err, projrecords.ErrBadCursor) {
-		return page, f, problem(http.StatusBadRequest, "bad-parameter", "after is not a cursor this server handed out")
+	version, err := s.d.Reports.Version(r.Context())
+	if err != nil {
+		return err
 	}
-	return page, f, err
+	// The version is read before the page: a page kept under a version
+	// may be ahead of it, never behind.
+	key := format + " " + baseURL(r) + r.URL.RequestURI() + " @" + version
+	a, ok := s.feeds.Get(key)
+	if !ok {
+		v, err, _ := s.feedReads.Do(key, func() (any, error) {
+			// Shared: one caller going away does not fail the others.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), feedReadTimeout)
+			defer cancel()
+			page, err := s.d.RecordsQ.Feed(ctx, f)
+			if errors.Is(err, projrecords.ErrBadCursor) {
+				return nil, problem(http.StatusBadRequest, "bad-parameter", "after is not a cursor this server handed out")
+			}
+			if err != nil {
+				return nil, err
+			}
+			a, err := encode(r, page)
+			if err != nil {
+				return nil, err
+			}
+			a.ETag = feedETag(page, f)
+			s.feeds.Add(key, a)
+			return a, nil
+		})
+		if err != nil {
+			return err
+		}
+		a = v.(*pagecache.Page)
+	}
+	if notModified(w, r, a.ETag) {
+		return nil
+	}
+	w.Header().Set("Content-Type", a.ContentType)
+	_, err = w.Write(a.Body)
+	return err
 }
 
 // nextURL is the URL of the page after this one; a consumer polls it.
@@ -170,13 +232,10 @@ func itemTags(it projrecords.FeedItem) []string {
 }
 
 func (s *Server) jsonFeed(w http.ResponseWriter, r *http.Request) error {
-	page, f, err := s.feedPage(w, r)
-	if err != nil {
-		return err
-	}
-	if notModified(w, r, feedETag(page, f)) {
-		return nil
-	}
+	return s.serveFeed(w, r, "json", encodeJSONFeed)
+}
+
+func encodeJSONFeed(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error) {
 	base := baseURL(r)
 	doc := jsonFeedDoc{
 		Version: "https://jsonfeed.org/version/1.1", Title: "GCM Tracker — published records",
@@ -194,12 +253,7 @@ func (s *Server) jsonFeed(w http.ResponseWriter, r *http.Request) error {
 		doc.Items = append(doc.Items, ji)
 	}
 	body, err := marshalLine(doc)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/feed+json")
-	_, err = w.Write(body)
-	return err
+	return &pagecache.Page{ContentType: "application/feed+json", Body: body}, err
 }
 
 type atomLink struct {
@@ -241,13 +295,10 @@ type atomFeedDoc struct {
 }
 
 func (s *Server) atomFeed(w http.ResponseWriter, r *http.Request) error {
-	page, f, err := s.feedPage(w, r)
-	if err != nil {
-		return err
-	}
-	if notModified(w, r, feedETag(page, f)) {
-		return nil
-	}
+	return s.serveFeed(w, r, "atom", encodeAtomFeed)
+}
+
+func encodeAtomFeed(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error) {
 	base := baseURL(r)
 	doc := atomFeedDoc{ID: "urn:gcmtrack:feed:published", Title: "GCM Tracker — published records",
 		Links: []atomLink{{Rel: "self", Href: base + r.URL.RequestURI()}, {Rel: "next", Href: nextURL(r, page.NextCursor)}}}
@@ -273,9 +324,7 @@ func (s *Server) atomFeed(w http.ResponseWriter, r *http.Request) error {
 	doc.Updated = updated.Format(time.RFC3339)
 	body, err := xml.MarshalIndent(doc, "", " ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
-	_, err = w.Write(append([]byte(xml.Header), body...))
-	return err
+	return &pagecache.Page{ContentType: "application/atom+xml; charset=utf-8", Body: append([]byte(xml.Header), body...)}, nil
 }

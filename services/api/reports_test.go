@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -381,6 +382,80 @@ func TestFeedShowsTheContentOfEachPublicChange(t *testing.T) {
 	w = s.mustOK(t, s.do(t, "POST", base+id+"/withdraw", s.admin, "", nil), 200)
 	if change, desc := item(uint64(w["position"].(float64))); change != "withdrawn" || desc != "" {
 		t.Fatalf("after withdrawal: %s %q", change, desc)
+	}
+}
+
+// A feed page is kept encoded for its URL until the read models move: its
+// links name the host and scheme each consumer used, and a publication
+// shows at once.
+func TestFeedKeptPerAddressUntilTheReadModelsMove(t *testing.T) {
+	s := newStack(t)
+	get := func(host, proto, tag string) (int, map[string]any, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", s.srv.URL+"/v1/feeds/published.json?limit=5", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		if tag != "" {
+			req.Header.Set("If-None-Match", tag)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var doc map[string]any
+		if res.StatusCode == 200 {
+			if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return res.StatusCode, doc, res.Header.Get("ETag")
+	}
+	base := "/v1/iscms/cmc/resources/"
+	publish := func(desc string) uint64 {
+		w := s.mustOK(t, s.do(t, "POST", base[:len(base)-1], s.admin, `{"kind":"human","description":"`+desc+`"}`, nil), 201)
+		id := w["id"].(string)
+		s.mustOK(t, s.do(t, "POST", base+id+"/submit", s.admin, "", nil), 200)
+		w = s.mustOK(t, s.do(t, "POST", base+id+"/publish", s.admin, "", nil), 200)
+		return uint64(w["position"].(float64))
+	}
+	pos := publish("first")
+	s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/feeds/published.json?min_position=%d", pos), "", "", nil), 200)
+
+	var tag string
+	for _, c := range []struct{ host, proto, want string }{
+		{"tracker.example", "", "http://tracker.example/"},
+		{"mirror.example", "", "http://mirror.example/"},
+		{"tracker.example", "https", "https://tracker.example/"},
+		{"tracker.example", "", "http://tracker.example/"},
+	} {
+		st, doc, etag := get(c.host, c.proto, "")
+		if st != 200 {
+			t.Fatalf("%s %s: %d", c.proto, c.host, st)
+		}
+		items := doc["items"].([]any)
+		if len(items) != 1 || !strings.HasPrefix(doc["feed_url"].(string), c.want) || !strings.HasPrefix(doc["next_url"].(string), c.want) ||
+			!strings.HasPrefix(items[0].(map[string]any)["url"].(string), c.want) {
+			t.Errorf("%s %s: %d items, feed_url %v, next_url %v", c.proto, c.host, len(items), doc["feed_url"], doc["next_url"])
+		}
+		if tag != "" && etag != tag {
+			t.Errorf("%s %s: ETag %q, want the page's %q", c.proto, c.host, etag, tag)
+		}
+		tag = etag
+	}
+	if st, _, _ := get("tracker.example", "", tag); st != http.StatusNotModified {
+		t.Fatalf("a repeated poll: %d, want 304", st)
+	}
+	pos = publish("second")
+	s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/feeds/published.json?min_position=%d", pos), "", "", nil), 200)
+	st, doc, etag := get("tracker.example", "", tag)
+	if st != 200 || etag == tag || len(doc["items"].([]any)) != 2 {
+		t.Fatalf("after a second publication, with the old ETag: %d, ETag %q (was %q), %v", st, etag, tag, doc["items"])
 	}
 }
 

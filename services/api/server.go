@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"gcmtrack/events/catalog"
 	projrecords "gcmtrack/projections/records"
@@ -34,6 +35,7 @@ import (
 	"gcmtrack/services/auth"
 	"gcmtrack/services/eventstore"
 	"gcmtrack/services/idempotency"
+	"gcmtrack/services/pagecache"
 	"gcmtrack/services/records"
 	"gcmtrack/services/registry"
 )
@@ -89,6 +91,10 @@ type Server struct {
 	docOnce sync.Once
 	doc     []byte
 	docErr  error
+
+	// feeds keeps encoded feed pages (serveFeed).
+	feeds     *pagecache.Cache
+	feedReads singleflight.Group
 }
 
 // New builds the API's handler.
@@ -101,6 +107,7 @@ func New(d Deps) *Server {
 		d.WaitTimeout = 5 * time.Second
 	}
 	s := &Server{d: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registerer), limits: newLimiter(d.RateLimits)}
+	s.feeds = pagecache.New(feedPages, feedBytes)
 	s.routes()
 	return s
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gcmtrack/services/api"
+	"gcmtrack/services/pagecache"
 )
 
 // view is what a page handler returns: a template and its data, or a
@@ -52,8 +53,9 @@ func (s *Server) page(pattern string, h pageHandler) { s.register(pattern, h, fa
 
 // publicPage registers a page of published progress: answered to visitors
 // who are not signed in with an ETag of the read models' state, the query
-// and the build, and with 304 Not Modified when they send it back, so a
-// repeated poll costs one query and no rendering.
+// and the build, and with 304 Not Modified when they send it back. The page
+// is rendered once per ETag and kept: until the read models move, a visit
+// costs one query and no rendering.
 func (s *Server) publicPage(pattern string, h pageHandler) { s.register(pattern, h, true) }
 
 func (s *Server) register(pattern string, h pageHandler, public bool) {
@@ -72,6 +74,10 @@ func (s *Server) register(pattern string, h pageHandler, public bool) {
 				w.WriteHeader(http.StatusNotModified)
 				return nil
 			}
+			if p, ok := s.public.Get(tag); ok {
+				s.cacheHeaders(w, tag)
+				return writePage(w, 0, p.Body)
+			}
 		}
 		if u != nil {
 			api.SignedIn(r, u.Identity) // the audit log names the user
@@ -89,14 +95,24 @@ func (s *Server) register(pattern string, h pageHandler, public bool) {
 		if err != nil {
 			return err
 		}
-		if tag != "" && v.Redirect == "" && v.Status == 0 {
-			s.cacheHeaders(w, tag)
-		}
 		if v.Redirect != "" {
 			http.Redirect(w, r, v.Redirect, http.StatusSeeOther)
 			return nil
 		}
-		return s.render(w, v, pageData{Title: v.Title, User: u, Path: r.URL.Path, Data: v.Data, CSRF: csrfOf(u)})
+		d := pageData{Title: v.Title, User: u, Path: r.URL.Path, Data: v.Data, CSRF: csrfOf(u)}
+		if tag == "" || v.Status != 0 {
+			return s.render(w, v, d)
+		}
+		// The state was read for the tag before the handler read the
+		// page's data: what is kept under a tag may be ahead of it, never
+		// behind.
+		body, err := s.renderPage(v, d)
+		if err != nil {
+			return err
+		}
+		s.public.Add(tag, &pagecache.Page{ETag: tag, Body: body})
+		s.cacheHeaders(w, tag)
+		return writePage(w, 0, body)
 	}))
 }
 
@@ -168,22 +184,36 @@ func (s *Server) wrap(h func(w http.ResponseWriter, r *http.Request) error) http
 }
 
 func (s *Server) render(w http.ResponseWriter, v view, d pageData) error {
-	t, ok := s.pages[v.Template]
-	if !ok {
-		return fmt.Errorf("no template %q", v.Template)
+	body, err := s.renderPage(v, d)
+	if err != nil {
+		return err
 	}
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", d); err != nil {
-		return fmt.Errorf("render %s: %w", v.Template, err)
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if d.User != nil {
 		w.Header().Set("Cache-Control", "no-store")
 	}
-	if v.Status != 0 {
-		w.WriteHeader(v.Status)
+	return writePage(w, v.Status, body)
+}
+
+// renderPage renders a view in the layout.
+func (s *Server) renderPage(v view, d pageData) ([]byte, error) {
+	t, ok := s.pages[v.Template]
+	if !ok {
+		return nil, fmt.Errorf("no template %q", v.Template)
 	}
-	_, err := w.Write(buf.Bytes())
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", d); err != nil {
+		return nil, fmt.Errorf("render %s: %w", v.Template, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// writePage answers a rendered page (status 0: 200).
+func writePage(w http.ResponseWriter, status int, body []byte) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if status != 0 {
+		w.WriteHeader(status)
+	}
+	_, err := w.Write(body)
 	return err
 }
 

@@ -40,6 +40,7 @@ import (
 	projregistry "gcmtrack/projections/registry"
 	"gcmtrack/projections/reports"
 	"gcmtrack/services/auth"
+	"gcmtrack/services/pagecache"
 	"gcmtrack/services/records"
 )
 
@@ -86,7 +87,18 @@ type Server struct {
 	pages map[string]*template.Template
 	msgs  map[string]string
 	build string // names the binary in public pages' ETags
+	// public keeps public pages rendered for visitors not signed in, by
+	// ETag (register).
+	public *pagecache.Cache
 }
+
+// Rendered public pages are kept: up to publicPages of them, publicBytes
+// together, the pages of the latest state in their variants (an ISCM, a
+// cycle).
+const (
+	publicPages = 64
+	publicBytes = 8 << 20
+)
 
 // New builds the web application.
 func New(d Deps) (*Server, error) {
@@ -97,6 +109,7 @@ func New(d Deps) (*Server, error) {
 		d.Lang = "en"
 	}
 	s := &Server{d: d, mux: http.NewServeMux(), msgs: messages[d.Lang], build: buildID()}
+	s.public = pagecache.New(publicPages, publicBytes)
 	if s.msgs == nil {
 		return nil, fmt.Errorf("web: no message catalog for %q", d.Lang)
 	}

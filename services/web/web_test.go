@@ -410,6 +410,11 @@ func TestPublicPagesAnswerNotModifiedUntilTheReadModelsMove(t *testing.T) {
 			t.Errorf("%s with its ETag: %d, %d bytes", p, st, len(body))
 		}
 	}
+	const member = "NOR (observer)"
+	_, before, _ := get("/iscms/puebla-process", "")
+	if strings.Contains(before, member) {
+		t.Fatalf("the page shows %s before it joined", member)
+	}
 	// A write that reaches the read models changes every tag.
 	ctx := context.Background()
 	regSvc := registry.NewService(s.store, catalog.Default())
@@ -434,6 +439,14 @@ func TestPublicPagesAnswerNotModifiedUntilTheReadModelsMove(t *testing.T) {
 		if st != 200 || h.Get("ETag") == tag {
 			t.Errorf("%s after a write, with the old ETag: %d, ETag %q", p, st, h.Get("ETag"))
 		}
+	}
+	// Pages are rendered once per state and kept: the page kept since the
+	// write shows it, to every visitor, the same.
+	_, after, h := get("/iscms/puebla-process", "")
+	_, again, h2 := get("/iscms/puebla-process", "")
+	if !strings.Contains(after, member) || again != after || h.Get("ETag") != h2.Get("ETag") {
+		t.Errorf("after the write: shows %s %t, the same page twice %t (ETags %q, %q)",
+			member, strings.Contains(after, member), again == after, h.Get("ETag"), h2.Get("ETag"))
 	}
 	// Signed in, pages carry the user's own links and form tokens: no tag.
 	b.signin(s.admin)
