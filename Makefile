@@ -75,6 +75,16 @@ bench: postgres build
 	./bin/gcmbench -events $(BENCH_EVENTS) -reps $(BENCH_REPS) -gcmtrack $(BIN) \
 		-out $(BENCH_OUT)/latest.json $(if $(PROFILE),-profile $(BENCH_OUT)) $(BENCH_FLAGS)
 
+## bench-compare: how the figures moved between two results files, benchstat-style
+## (default: the last two runs of make bench; BENCH_OLD=, BENCH_NEW= for others)
+BENCH_OLD ?= $(BENCH_OUT)/previous.json
+BENCH_NEW ?= $(BENCH_OUT)/latest.json
+
+.PHONY: bench-compare
+bench-compare:
+	$(GO) build -o bin/gcmbench ./bench/cmd/gcmbench
+	./bin/gcmbench -compare $(BENCH_OLD) $(BENCH_NEW)
+
 ## chaos: the product as deployed (3 NATS nodes, PostgreSQL, 2 APIs, 2 projectors) on
 ## loopback under a steady load of writes while processes are killed, paused and
 ## restarted; fails if an acknowledged write is lost or doubled or the read models

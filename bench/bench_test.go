@@ -299,3 +299,66 @@ func TestGeneratorKeepsMembershipValid(t *testing.T) {
 		t.Errorf("the same seed gave %v and %v", d, first)
 	}
 }
+
+// Compare reads back two results files and reports, row by row, the
+// changes a U test finds over five repetitions, and the rows only one has.
+func TestCompareResults(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rows []Row) string {
+		t.Helper()
+		rep := &Report{Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Duration: time.Minute, Events: 1000, Reps: 5,
+			Machine: Machine{NProc: 2, CPUModel: "test CPU"}, Rows: rows}
+		path := filepath.Join(dir, name)
+		if err := rep.WriteJSON(path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	five := func(v float64) []float64 { return []float64{v, v * 1.01, v * 0.99, v * 1.02, v * 0.98} }
+	old := write("old.json", []Row{
+		// Faster on a faster machine: the product doubles, the ratio stays.
+		{Path: "drift", Unit: "events/s", Product: five(100), Baseline: five(200), Target: AtLeast(0.4)},
+		// The product improves against the same baseline.
+		{Path: "better", Unit: "events/s", Product: five(50), Baseline: five(200), Target: AtLeast(0.4)},
+		{Path: "same", Unit: "ms", Product: five(10)},
+		{Path: "gone", Unit: "ms", Product: five(1)},
+	})
+	cur := write("new.json", []Row{
+		{Path: "drift", Unit: "events/s", Product: five(200), Baseline: five(400), Target: AtLeast(0.4)},
+		{Path: "better", Unit: "events/s", Product: five(100), Baseline: five(200), Target: AtLeast(0.4)},
+		{Path: "same", Unit: "ms", Product: five(10)},
+		{Path: "added", Unit: "ms", Product: five(1)},
+	})
+	var out strings.Builder
+	if err := Compare(&out, old, cur); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string][]string{}
+	for l := range strings.Lines(out.String()) {
+		f := strings.Fields(l)
+		if len(f) > 0 {
+			lines[f[0]] = f
+		}
+	}
+	// PATH UNIT OLD NEW Δ p= n= OLD-RATIO NEW-RATIO Δ-RATIO p= n= RESULT
+	if f := lines["drift"]; len(f) < 13 || f[4] != "+100.00%" || f[5] != "p=0.008" || f[9] != "~" || f[12] != "pass" {
+		t.Errorf("drift: %q", f)
+	}
+	if f := lines["better"]; len(f) < 15 || f[4] != "+100.00%" || f[9] != "+100.00%" || f[12] != "FAIL" || f[13] != "→" || f[14] != "pass" {
+		t.Errorf("better: %q", f)
+	}
+	if f := lines["same"]; len(f) < 6 || f[4] != "~" {
+		t.Errorf("same: %q", f)
+	}
+	for _, want := range []string{"Only in new: added", "Only in old: gone", "1 000 events, 5 repetitions"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "WARNING") {
+		t.Errorf("a warning for runs alike:\n%s", out.String())
+	}
+	if err := Compare(&out, old, filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("a missing file compares")
+	}
+}

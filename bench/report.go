@@ -127,7 +127,10 @@ type Machine struct {
 type Report struct {
 	Started  time.Time
 	Duration time.Duration
-	Machine  Machine
+	// Events is the size N of the replay stream; Reps the repetitions of
+	// each figure.
+	Events, Reps int
+	Machine      Machine
 	// Conditions are the settings every figure was measured under.
 	Conditions []string
 	// OthersShare is the share of the machine's CPU time that processes
@@ -255,6 +258,18 @@ type jsonRow struct {
 	Extra              map[string]any `json:"extra,omitempty"`
 }
 
+// jsonReport is the results file.
+type jsonReport struct {
+	Started    time.Time `json:"started"`
+	Seconds    number    `json:"seconds"`
+	Events     int       `json:"events,omitempty"`
+	Reps       int       `json:"repetitions,omitempty"`
+	Machine    Machine   `json:"machine"`
+	Conditions []string  `json:"conditions"`
+	Others     number    `json:"other_processes_cpu_share"`
+	Rows       []jsonRow `json:"rows"`
+}
+
 // WriteJSON writes the report to path, creating its directory.
 func (rep *Report) WriteJSON(path string) error {
 	rows := make([]jsonRow, 0, len(rep.Rows))
@@ -271,14 +286,10 @@ func (rep *Report) WriteJSON(path string) error {
 		}
 		rows = append(rows, jr)
 	}
-	doc := struct {
-		Started    time.Time `json:"started"`
-		Seconds    number    `json:"seconds"`
-		Machine    Machine   `json:"machine"`
-		Conditions []string  `json:"conditions"`
-		Others     number    `json:"other_processes_cpu_share"`
-		Rows       []jsonRow `json:"rows"`
-	}{rep.Started.UTC(), number(rep.Duration.Seconds()), rep.Machine, rep.Conditions, number(rep.OthersShare), rows}
+	doc := jsonReport{
+		Started: rep.Started.UTC(), Seconds: number(rep.Duration.Seconds()), Events: rep.Events, Reps: rep.Reps,
+		Machine: rep.Machine, Conditions: rep.Conditions, Others: number(rep.OthersShare), Rows: rows,
+	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode results: %w", err)

@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(Scenarios, ", "))
 		}
 	}
-	r := &runner{cfg: cfg, rep: &Report{Started: time.Now()}}
+	r := &runner{cfg: cfg, rep: &Report{Started: time.Now(), Events: cfg.Events, Reps: cfg.Reps}}
 	r.logf = func(format string, args ...any) {
 		fmt.Fprintf(cfg.Progress, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}

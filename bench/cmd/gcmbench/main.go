@@ -2,13 +2,18 @@
 // same run (see package gcmtrack/bench) and prints a table of the pairs:
 // path, product median, baseline median, the spread of both, the ratio
 // product/baseline, the target and whether the ratio meets it. The results
-// also go to a JSON file.
+// also go to a JSON file; the file they replace is kept beside it as
+// previous.json.
 //
 //	gcmbench [-events N] [-reps R] [-gcmtrack bin/gcmtrack] [-out bin/bench/latest.json] [-profile DIR]
+//	gcmbench -compare OLD.json NEW.json
 //
 // `make bench` runs it at the default size; `make bench BENCH_EVENTS=1000000`
 // at full size; `make bench PROFILE=1` also saves CPU profiles of the
-// rebuild and append paths under bin/bench/.
+// rebuild, append and public read paths under bin/bench/. `make
+// bench-compare` compares the last two runs as benchstat compares
+// benchmarks: the medians, and a Mann–Whitney U test over the repetitions,
+// of the product's figures and of the ratios to their baselines.
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -50,9 +56,16 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ProfileDir, "profile", "", "directory for CPU profiles of extra, untimed runs of the rebuild, append and public read paths; empty: none")
 	fs.Uint64Var(&cfg.Seed, "seed", 2018, "seed of the generated data")
 	only := fs.String("only", "", "comma-separated scenarios to run ("+strings.Join(bench.Scenarios, ", ")+"); empty: all")
-	out := fs.String("out", "bin/bench/latest.json", "where the JSON results go")
+	out := fs.String("out", "bin/bench/latest.json", "where the JSON results go (the file there before is kept as previous.json beside it)")
+	compare := fs.Bool("compare", false, "compare two results files, OLD.json NEW.json, instead of measuring")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *compare {
+		if fs.NArg() != 2 {
+			return errors.New("-compare takes two results files: OLD.json NEW.json")
+		}
+		return bench.Compare(os.Stdout, fs.Arg(0), fs.Arg(1))
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -67,6 +80,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if werr := rep.WriteText(os.Stdout); werr != nil {
 		return errors.Join(err, werr)
+	}
+	if _, serr := os.Stat(*out); serr == nil {
+		if rerr := os.Rename(*out, filepath.Join(filepath.Dir(*out), "previous.json")); rerr != nil {
+			return errors.Join(err, rerr)
+		}
 	}
 	if jerr := rep.WriteJSON(*out); jerr != nil {
 		return errors.Join(err, jerr)
