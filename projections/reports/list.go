@@ -21,15 +21,22 @@ type Records struct {
 // 328 bytes (what its strings and slices point to is held apart).
 const recordChunk = 1024
 
-// NewRecords holds rs, without copying them: rs must not change after.
+// NewRecords holds a copy of rs, in chunks of its own: a chunk a later
+// edit replaces is then freed with the last snapshot that holds it, which
+// it would not be as part of one array holding every record.
 func NewRecords(rs []Record) Records {
 	out := Records{n: len(rs), chunks: make([][]Record, 0, (len(rs)+recordChunk-1)/recordChunk)}
 	for i := 0; i < len(rs); i += recordChunk {
-		j := min(i+recordChunk, len(rs))
-		out.chunks = append(out.chunks, rs[i:j:j]) // capped: an edit copies before it appends
+		c := make([]Record, min(recordChunk, len(rs)-i), recordChunk)
+		copy(c, rs[i:])
+		out.chunks = append(out.chunks, c)
 	}
 	return out
 }
+
+// buildRecords starts an empty list to add to: records read one by one go
+// straight into chunks, not into one array as large as them all.
+func buildRecords() *recordsEdit { return Records{}.edit() }
 
 // Len is the number of records.
 func (rs Records) Len() int { return rs.n }

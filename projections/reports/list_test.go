@@ -79,3 +79,31 @@ func TestRecordsAllStopsWhenAsked(t *testing.T) {
 		t.Fatal("an empty list yields records")
 	}
 }
+
+// A list holds its records in chunks of their own, each freed when no
+// snapshot holds it any more, whether made from a slice or record by
+// record.
+func TestRecordsAreHeldInChunksOfTheirOwn(t *testing.T) {
+	n := 2*recordChunk + 5
+	in := numbered(0, n)
+	copied := NewRecords(in)
+	in[0].ID, in[recordChunk].ID = "changed", "changed"
+	b := buildRecords()
+	for _, r := range numbered(0, n) {
+		b.add(r)
+	}
+	for name, rs := range map[string]Records{"NewRecords": copied, "built": b.Records} {
+		got := ids(rs)
+		if len(got) != n || got[0] != "0" || got[recordChunk] != fmt.Sprint(recordChunk) || got[n-1] != fmt.Sprint(n-1) {
+			t.Errorf("%s: %d records, first %q, chunk 2's first %q", name, len(got), got[0], got[recordChunk])
+		}
+		if len(rs.chunks) != 3 {
+			t.Fatalf("%s: %d chunks, want 3", name, len(rs.chunks))
+		}
+		for i, c := range rs.chunks {
+			if cap(c) != recordChunk || (i < 2 && len(c) != recordChunk) {
+				t.Errorf("%s: chunk %d holds %d of %d", name, i, len(c), cap(c))
+			}
+		}
+	}
+}

@@ -234,15 +234,17 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 			return err
 		}
 		if prev == nil || s.index == nil || prev.gens != snap.gens {
-			all, err := scanLiveRecords(ctx, tx, liveRecordsSQL)
-			if err != nil {
+			all := buildRecords()
+			if err := scanLiveRecords(ctx, tx, all, liveRecordsSQL); err != nil {
 				return err
 			}
-			s.index = make(map[recordKey]int, len(all))
-			for i, r := range all {
+			s.index = make(map[recordKey]int, all.Len())
+			i := 0
+			for r := range all.All() {
 				s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
+				i++
 			}
-			snap.Records = NewRecords(all)
+			snap.Records = all.Records
 			if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
 				return err
 			}
@@ -271,8 +273,8 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 // are read again. prev's records are shared with its readers and stay as
 // they are: the new list shares the chunks of prev's nothing changed in.
 func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (Records, error) {
-	changed, err := scanLiveRecords(ctx, tx, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.Position))
-	if err != nil {
+	changed := buildRecords()
+	if err := scanLiveRecords(ctx, tx, changed, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.Position)); err != nil {
 		return Records{}, err
 	}
 	from := prev.Records
@@ -283,28 +285,26 @@ func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, a
 		for _, a := range answers {
 			gone[qKey{a.ISCM, a.ID}] = true
 		}
-		kept := make([]Record, 0, from.Len())
+		kept := buildRecords()
+		clear(s.index)
 		for r := range from.All() {
 			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
 				continue
 			}
-			kept = append(kept, *r)
+			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = kept.Len()
+			kept.add(*r)
 		}
-		clear(s.index)
-		for i, r := range kept {
-			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
-		}
-		from = NewRecords(kept)
+		from = kept.Records
 	}
 	recs := from.edit()
-	for _, r := range changed {
+	for r := range changed.All() {
 		k := recordKey{r.ISCM, r.Kind, r.ID}
 		if i, ok := s.index[k]; ok {
-			recs.set(i, r)
+			recs.set(i, *r)
 			continue
 		}
 		s.index[k] = recs.Len()
-		recs.add(r)
+		recs.add(*r)
 	}
 	return recs.Records, nil
 }
@@ -491,20 +491,22 @@ ORDER BY m.iscm, m.state`
 // tables.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	snap := Snapshot{Position: position, past: true}
-	var recs []Record
+	recs := buildRecords()
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if recs, err = scanLiveRecords(ctx, tx, asOfKeptSQL, int64(position)); err != nil {
+		if err := scanLiveRecords(ctx, tx, recs, asOfKeptSQL, int64(position)); err != nil {
 			return err
 		}
 		changed, err := scanRecords(ctx, tx, asOfRecordsSQL, int64(position))
 		if err != nil {
 			return err
 		}
-		recs = append(recs, changed...)
+		for _, r := range changed {
+			recs.add(r)
+		}
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
 			return err
 		}
@@ -517,29 +519,31 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	// Records derived from answers, as the records projection derives them.
 	for _, a := range snap.Answers {
 		for _, d := range a.Answers.Derive() {
-			recs = append(recs, Record{
+			recs.add(Record{
 				ISCM: a.ISCM, Kind: d.Content.RecordKind(), ID: events.DerivedID(a.ID, d.Part), Status: a.Status,
 				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Cols: records.Columns(d.Content), Pos: a.Pos,
 			})
 		}
 	}
-	snap.Records = NewRecords(recs)
+	snap.Records = recs.Records
 	return snap, nil
 }
 
-// scanLiveRecords reads records from the columns of liveRecordsSQL.
-func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
+// scanLiveRecords reads records from the columns of liveRecordsSQL and adds
+// them to e.
+func scanLiveRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+	defer rows.Close()
+	for rows.Next() {
 		var r Record
 		var from, to *time.Time
 		var pos int64
-		if err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
+		if err := rows.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
 			&r.Title, &r.Subkind, &r.Category, &from, &to, &r.Objectives, &r.Principles, &r.Themes, &r.States, &pos, &r.RecordedAt); err != nil {
-			return r, err
+			return err
 		}
 		r.Pos = uint64(pos)
 		if from != nil {
@@ -553,8 +557,9 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([
 			r.RecordedAt = time.Time{}
 		}
 		shared.record(&r)
-		return r, nil
-	})
+		e.add(r)
+	}
+	return rows.Err()
 }
 
 // interner shares the copies of the few distinct values most of a record's
