@@ -178,7 +178,7 @@ func (r *runner) startStack(ctx context.Context, db *apiDatabase, o stackOptions
 	pages, err := web.New(web.Deps{
 		Catalog: cat, Pool: db.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(db.pool),
 		RegistryQ: projregistry.NewQueries(db.pool), Reports: reportStore, PositionAt: store.PositionAt,
-		Logger: log.With("component", "web"),
+		Logger: log.With("component", "web"), Registerer: reg,
 	})
 	if err != nil {
 		return fail(err)

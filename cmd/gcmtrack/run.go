@@ -120,7 +120,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		pages, err := web.New(web.Deps{
 			Catalog: cat, Pool: p.pool, Tokens: tokens, Records: recSvc, RecordsQ: projrecords.NewQueries(p.pool),
 			RegistryQ: projregistry.NewQueries(p.pool), Reports: reportStore, PositionAt: store.PositionAt,
-			Logger: log.With("component", "web"),
+			Logger: log.With("component", "web"), Registerer: reg,
 		})
 		if err != nil {
 			return err

@@ -220,7 +220,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	for _, want := range []string{"gcm_eventstore_appends_total", "gcm_command_seconds_bucket", "gcm_http_requests_total",
 		"gcm_projection_lag_events", "gcm_projection_position", "gcm_projection_batch_events_bucket",
-		"gcm_projection_dead_letters_total", "gcm_min_position_wait_seconds_bucket"} {
+		"gcm_projection_dead_letters_total", "gcm_min_position_wait_seconds_bucket", "gcm_kept_pages_lookups_total", "gcm_kept_pages_bytes"} {
 		if !used[want] {
 			t.Errorf("%s: no panel shows %s", path, want)
 		}

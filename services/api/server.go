@@ -108,6 +108,9 @@ func New(d Deps) *Server {
 	}
 	s := &Server{d: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registerer), limits: newLimiter(d.RateLimits)}
 	s.feeds = pagecache.New(feedPages, feedBytes)
+	if d.Registerer != nil && d.Reports != nil { // the feeds are served
+		d.Registerer.MustRegister(s.feeds.Collectors("feed")...)
+	}
 	s.routes()
 	return s
 }

@@ -3,8 +3,12 @@ package pagecache
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func page(n int) *Page { return &Page{ETag: fmt.Sprint(n), Body: bytes.Repeat([]byte{'x'}, n)} }
@@ -70,5 +74,35 @@ func TestConcurrentUseKeepsTheCount(t *testing.T) {
 	}
 	if sum != c.Bytes() || c.Bytes() > 1000 || c.Len() > 8 {
 		t.Errorf("kept bodies sum to %d, counted %d (budget 1000), %d pages", sum, c.Bytes(), c.Len())
+	}
+}
+
+func TestCollectorsCountLookupsPagesAndBytes(t *testing.T) {
+	c := New(4, 100)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collectors("feed")...)
+	reg.MustRegister(New(1, 1).Collectors("public")...) // a second cache beside it
+	c.Get("a")
+	c.Add("a", page(30))
+	c.Get("a")
+	c.Get("a")
+	want := `
+# HELP gcm_kept_pages Responses kept, by cache.
+# TYPE gcm_kept_pages gauge
+gcm_kept_pages{cache="feed"} 1
+gcm_kept_pages{cache="public"} 0
+# HELP gcm_kept_pages_bytes Bytes of the responses kept, by cache.
+# TYPE gcm_kept_pages_bytes gauge
+gcm_kept_pages_bytes{cache="feed"} 30
+gcm_kept_pages_bytes{cache="public"} 0
+# HELP gcm_kept_pages_lookups_total Lookups of kept responses (feed pages, public pages), by cache and result (hit, miss).
+# TYPE gcm_kept_pages_lookups_total counter
+gcm_kept_pages_lookups_total{cache="feed",result="hit"} 2
+gcm_kept_pages_lookups_total{cache="feed",result="miss"} 1
+gcm_kept_pages_lookups_total{cache="public",result="hit"} 0
+gcm_kept_pages_lookups_total{cache="public",result="miss"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gcm_kept_pages", "gcm_kept_pages_bytes", "gcm_kept_pages_lookups_total"); err != nil {
+		t.Error(err)
 	}
 }

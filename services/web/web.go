@@ -32,6 +32,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"gcmtrack/events/catalog"
 	"gcmtrack/projections/engine"
@@ -78,6 +79,8 @@ type Deps struct {
 	PositionAt func(ctx context.Context, t time.Time) (uint64, error)
 	// Lang picks the message catalog; "en" by default.
 	Lang string
+	// Registerer, when set, receives the metrics of the kept public pages.
+	Registerer prometheus.Registerer
 }
 
 // Server serves the pages.
@@ -110,6 +113,9 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{d: d, mux: http.NewServeMux(), msgs: messages[d.Lang], build: buildID()}
 	s.public = pagecache.New(publicPages, publicBytes)
+	if d.Registerer != nil {
+		d.Registerer.MustRegister(s.public.Collectors("public")...)
+	}
 	if s.msgs == nil {
 		return nil, fmt.Errorf("web: no message catalog for %q", d.Lang)
 	}
