@@ -599,6 +599,12 @@ func (in *interner) record(r *Record) {
 		r.States[i] = in.intern(r.States[i])
 	}
 	r.Objectives, r.Principles = in.internInts(r.Objectives), in.internInts(r.Principles)
+	// The id and the title, which no other record shares, are held in one
+	// string: one object for the collector to visit instead of two.
+	if r.ID != "" && r.Title != "" {
+		both := r.ID + r.Title
+		r.ID, r.Title = both[:len(r.ID)], both[len(r.ID):]
+	}
 }
 
 // internInts shares a list of up to 7 small numbers (objectives,

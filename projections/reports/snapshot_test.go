@@ -59,6 +59,13 @@ func TestInternerSharesShortValuesAndStaysBounded(t *testing.T) {
 	if _, ok := in.m[a.Title]; ok {
 		t.Error("a value longer than internMax was kept")
 	}
+	// A record's id and title are held in one allocation, values intact.
+	r := Record{ID: strings.Clone("act-1")}
+	r.Title = strings.Clone("Workshop")
+	in.record(&r)
+	if r.ID != "act-1" || r.Title != "Workshop" || unsafe.Pointer(unsafe.StringData(r.Title)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(r.ID)), len(r.ID)) {
+		t.Errorf("id %q and title %q not held together", r.ID, r.Title)
+	}
 	// Lists of numbers are shared whole when equal, in the same order.
 	lists := func(objs ...int) Record {
 		r := Record{}
