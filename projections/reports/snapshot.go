@@ -123,44 +123,41 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 // does, so it can tag responses (ETag) and key what is kept of them. It
 // begins with the sources' common position.
 func (s *Store) Version(ctx context.Context) (string, error) {
-	var pos int64
-	var n int
-	var state string
-	if err := s.pool.QueryRow(ctx, versionSQL, Sources).Scan(&pos, &n, &state); err != nil {
-		return "", fmt.Errorf("read models' version: %w", err)
-	}
-	if n < len(Sources) {
-		pos = 0
+	pos, _, each, err := s.readState(ctx, s.pool)
+	if err != nil {
+		return "", err
 	}
 	h := fnv.New32a()
-	h.Write([]byte(state))
+	h.Write([]byte(each))
 	return fmt.Sprintf("%d.%08x", pos, h.Sum32()), nil
 }
 
-// versionSQL is stateSQL with each source's own position: a source ahead
-// of the other moves the version.
-const versionSQL = `
-SELECT coalesce(min(position), 0), count(*), coalesce(string_agg(name || ':' || generation || ':' || position, ',' ORDER BY name), '')
-FROM gcm.projection_builds WHERE status = 'active' AND name = ANY($1)`
-
-// stateSQL gives the sources' common position and their active
-// generations: a snapshot of other generations (after a rebuild switched
-// them) is read again, not refreshed.
+// stateSQL gives the sources' common position, their active generations
+// (a snapshot of other generations, after a rebuild switched them, is read
+// again, not refreshed) and each one's generation and position (a source
+// ahead of the other moves the version).
 const stateSQL = `
-SELECT coalesce(min(position), 0), count(*), coalesce(string_agg(name || ':' || generation, ',' ORDER BY name), '')
+SELECT coalesce(min(position), 0), count(*), coalesce(string_agg(name || ':' || generation, ',' ORDER BY name), ''),
+    coalesce(string_agg(name || ':' || generation || ':' || position, ',' ORDER BY name), '')
 FROM gcm.projection_builds WHERE status = 'active' AND name = ANY($1)`
 
 func (s *Store) state(ctx context.Context, q engine.RowQuerier) (uint64, string, error) {
-	var pos int64
+	pos, gens, _, err := s.readState(ctx, q)
+	return pos, gens, err
+}
+
+// readState reads stateSQL; the common position is 0 while a source has no
+// active build.
+func (s *Store) readState(ctx context.Context, q engine.RowQuerier) (pos uint64, gens, each string, err error) {
+	var p int64
 	var n int
-	var gens string
-	if err := q.QueryRow(ctx, stateSQL, Sources).Scan(&pos, &n, &gens); err != nil {
-		return 0, "", fmt.Errorf("active position: %w", err)
+	if err := q.QueryRow(ctx, stateSQL, Sources).Scan(&p, &n, &gens, &each); err != nil {
+		return 0, "", "", fmt.Errorf("active position: %w", err)
 	}
 	if n < len(Sources) {
-		return 0, gens, nil
+		return 0, gens, each, nil
 	}
-	return uint64(pos), gens, nil
+	return uint64(p), gens, each, nil
 }
 
 // liveRecordsSQL reads the columns reports need, which the records

@@ -85,7 +85,7 @@ const feedReadTimeout = 10 * time.Second
 // models move: a poll between two writes, answered 200 or 304, neither
 // reads the feed nor encodes it. Concurrent requests for a page not kept
 // read it once.
-func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request, format string,
+func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request,
 	encode func(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error)) error {
 	f, err := feedFilter(r)
 	if err != nil {
@@ -100,7 +100,7 @@ func (s *Server) serveFeed(w http.ResponseWriter, r *http.Request, format string
 	}
 	// The version is read before the page: a page kept under a version
 	// may be ahead of it, never behind.
-	key := format + " " + baseURL(r) + r.URL.RequestURI() + " @" + version
+	key := baseURL(r) + r.URL.RequestURI() + " @" + version
 	a, ok := s.feeds.Get(key)
 	if !ok {
 		v, err, _ := s.feedReads.Do(key, func() (any, error) {
@@ -232,7 +232,7 @@ func itemTags(it projrecords.FeedItem) []string {
 }
 
 func (s *Server) jsonFeed(w http.ResponseWriter, r *http.Request) error {
-	return s.serveFeed(w, r, "json", encodeJSONFeed)
+	return s.serveFeed(w, r, encodeJSONFeed)
 }
 
 func encodeJSONFeed(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error) {
@@ -295,7 +295,7 @@ type atomFeedDoc struct {
 }
 
 func (s *Server) atomFeed(w http.ResponseWriter, r *http.Request) error {
-	return s.serveFeed(w, r, "atom", encodeAtomFeed)
+	return s.serveFeed(w, r, encodeAtomFeed)
 }
 
 func encodeAtomFeed(r *http.Request, page projrecords.Page[projrecords.FeedItem]) (*pagecache.Page, error) {
