@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +43,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.startStack(ctx, db, stackOptions{engine: true})
+	st, err := r.startStack(ctx, db, stackOptions{engine: true, listen: true})
 	if err != nil {
 		db.close()
 		return nil, err
@@ -302,12 +303,20 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	asof := Row{Path: "query p99: objectives as_of_position vs live", Unit: "ms", BaselineName: "p99 of the live objectives coverage, same stack", Target: AtMost(10)}
 	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
 	page := Row{Path: "public read load: objectives page (HTML, not signed in)", Unit: "req/s", BaselineName: "(informational)"}
+	apiMem := Row{Path: "API memory: peak RSS serving the read load at N vs N/10", Unit: "MiB", Target: AtMost(1.3),
+		BaselineName: fmt.Sprintf("peak RSS of the same API process over the stack of %d events", small)}
+	if _, err := os.Stat(r.cfg.Gcmtrack); err != nil {
+		apiMem.Err = fmt.Sprintf("product binary: %v (build it with `make build`)", err)
+	}
 	fail := func(err error) []Row {
 		for i := range rows {
 			rows[i].Err = err.Error()
 		}
 		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
-		return append(rows, fresh, feed, asof, asofFirst, public, page)
+		if apiMem.Err == "" {
+			apiMem.Err = err.Error()
+		}
+		return append(rows, fresh, feed, asof, asofFirst, public, page, apiMem)
 	}
 	sizes := make([][]string, len(paths)) // each endpoint's document, at each size
 	for rep := range r.cfg.Reps {
@@ -353,6 +362,21 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 			} else {
 				fresh.Baseline = append(fresh.Baseline, v)
 			}
+			if apiMem.Err == "" {
+				label := "tenth"
+				if size == large {
+					label = "n"
+				}
+				v, err := r.apiMemory(ctx, q, label)
+				switch {
+				case err != nil:
+					apiMem.Err = err.Error()
+				case size == large:
+					apiMem.Product = append(apiMem.Product, v)
+				default:
+					apiMem.Baseline = append(apiMem.Baseline, v)
+				}
+			}
 			if size == large {
 				first, err := p99Unkept(ctx, q.st.url+"/v1/feeds/published.json?limit=50")
 				if err == nil {
@@ -396,7 +420,10 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
 	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
 	page.Notes = append(page.Notes, fmt.Sprintf("%d clients reading the objectives page for %s each repetition, half of them with If-None-Match (the page's ETag)", 2*queryClients, queryWindow))
-	return append(rows, fresh, feed, asof, asofFirst, public, page)
+	apiMem.Notes = append(apiMem.Notes, fmt.Sprintf("`gcmtrack run --target api` as a child process on each query stack's NATS and database (its projector keeps the read models current), rate limits off; "+
+		"read by %d clients for %s at each of %s and %s<halfway>, then %d writes each read back with min_position; peak RSS = the child's VmHWM from /proc when that is done",
+		queryClients, queryWindow, strings.Join(apiReadPaths, ", "), apiAsOfPath, queryWrites))
+	return append(rows, fresh, feed, asof, asofFirst, public, page, apiMem)
 }
 
 // profilePublic profiles one more run of each public read load, not

@@ -38,6 +38,7 @@ import (
 // admin token.
 type apiDatabase struct {
 	pool  *pgxpool.Pool
+	url   string // as the harness's role
 	admin string // the token's secret
 	close func()
 }
@@ -54,7 +55,7 @@ func (r *runner) newAPIDatabase(ctx context.Context) (*apiDatabase, error) {
 		drop()
 		return nil, err
 	}
-	db := &apiDatabase{pool: pool, close: func() { pool.Close(); drop() }}
+	db := &apiDatabase{pool: pool, url: url, close: func() { pool.Close(); drop() }}
 	if err := migrations.Up(ctx, pool, migrations.Engine(), auth.Migrations(), web.Migrations()); err != nil {
 		db.close()
 		return nil, err
@@ -103,13 +104,16 @@ type stackOptions struct {
 	// engine adds the projector (--target all); without it the process is
 	// the API alone (--target api).
 	engine bool
+	// listen opens a loopback listener on the NATS server, for child
+	// processes.
+	listen bool
 }
 
 // startStack builds the stack as cmd/gcmtrack/run.go does (keep the two in
 // step when the API gains dependencies). The API logs as the product does,
 // at info level in JSON, into a file of the run's working directory.
 func (r *runner) startStack(ctx context.Context, db *apiDatabase, o stackOptions) (*apiStack, error) {
-	node, err := r.env.startNATS("api", false, o.syncAlways)
+	node, err := r.env.startNATS("api", o.listen, o.syncAlways)
 	if err != nil {
 		return nil, err
 	}
