@@ -362,21 +362,6 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 			} else {
 				fresh.Baseline = append(fresh.Baseline, v)
 			}
-			if apiMem.Err == "" {
-				label := "tenth"
-				if size == large {
-					label = "n"
-				}
-				v, err := r.apiMemory(ctx, q, label)
-				switch {
-				case err != nil:
-					apiMem.Err = err.Error()
-				case size == large:
-					apiMem.Product = append(apiMem.Product, v)
-				default:
-					apiMem.Baseline = append(apiMem.Baseline, v)
-				}
-			}
 			if size == large {
 				first, err := p99Unkept(ctx, q.st.url+"/v1/feeds/published.json?limit=50")
 				if err == nil {
@@ -404,6 +389,21 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 				if err != nil {
 					q.close()
 					return fail(err)
+				}
+			}
+			if apiMem.Err == "" {
+				label := "tenth"
+				if size == large {
+					label = "n"
+				}
+				v, err := r.apiMemory(ctx, q, label)
+				switch {
+				case err != nil:
+					apiMem.Err = err.Error()
+				case size == large:
+					apiMem.Product = append(apiMem.Product, v)
+				default:
+					apiMem.Baseline = append(apiMem.Baseline, v)
 				}
 			}
 			q.close()

@@ -29,6 +29,21 @@ func DateOf(t time.Time) Date {
 	return Date{time.Date(y, m, d, 0, 0, 0, 0, time.UTC)}
 }
 
+// UnixDays is the date as days since 1970-01-01 (negative before it; the
+// zero Date is a day of year 1).
+func (d Date) UnixDays() int32 {
+	s := d.t.Unix()
+	days := s / 86400
+	if s%86400 < 0 {
+		days--
+	}
+	return int32(days)
+}
+
+// DateOfUnixDays is the date n days after 1970-01-01: the inverse of
+// UnixDays, the zero Date included.
+func DateOfUnixDays(n int32) Date { return Date{time.Unix(int64(n)*86400, 0).UTC()} }
+
 // IsZero reports whether the date is unset.
 func (d Date) IsZero() bool { return d.t.IsZero() }
 

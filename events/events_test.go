@@ -215,3 +215,23 @@ func TestUnmarshalCopiesThePayload(t *testing.T) {
 		t.Fatalf("decoded %+v", got)
 	}
 }
+
+// A date kept as days since 1970 reads back as the same Date, the zero
+// one and those before 1970 included.
+func TestDateUnixDaysRoundTrip(t *testing.T) {
+	for _, s := range []string{"1969-12-31", "1970-01-01", "1950-01-02", "2019-03-04", "2030-12-31"} {
+		d, err := ParseDate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := DateOfUnixDays(d.UnixDays()); got != d || got.String() != s {
+			t.Errorf("%s: %d days read back as %s", s, d.UnixDays(), got)
+		}
+	}
+	if d := DateOfUnixDays(Date{}.UnixDays()); d != (Date{}) || !d.IsZero() {
+		t.Errorf("the zero date read back as %v", d)
+	}
+	if n := DateOf(time.Date(1970, 1, 2, 23, 0, 0, 0, time.UTC)).UnixDays(); n != 1 {
+		t.Errorf("1970-01-02 is day %d", n)
+	}
+}

@@ -2,7 +2,12 @@ package reports
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"gcmtrack/events"
 )
 
 func numbered(from, n int) []Record {
@@ -45,8 +50,8 @@ func TestRecordsEditLeavesTheOldListAsItWas(t *testing.T) {
 		t.Fatalf("edited: %d records in %d chunks, want %d in 4", got.Len(), len(got.chunks), n+added)
 	}
 	for i, c := range got.chunks[:3] {
-		if len(c) != recordChunk {
-			t.Errorf("chunk %d holds %d records: every chunk but the last is full", i, len(c))
+		if len(c.recs) != recordChunk {
+			t.Errorf("chunk %d holds %d records: every chunk but the last is full", i, len(c.recs))
 		}
 	}
 	all := got.Slice()
@@ -56,10 +61,12 @@ func TestRecordsEditLeavesTheOldListAsItWas(t *testing.T) {
 		}
 	}
 	// Chunks nothing changed in are shared; those changed are not.
-	if &got.chunks[1][0] == &old.chunks[1][0] || &got.chunks[0][0] == &old.chunks[0][0] {
+	if got.chunks[1] == old.chunks[1] || got.chunks[0] == old.chunks[0] {
 		t.Error("a changed chunk is shared with the old list")
 	}
-	if e2 := old.edit(); &e2.chunks[1][0] != &old.chunks[1][0] {
+	e2 := old.edit()
+	e2.set(5, Record{ID: "five"})
+	if e2.chunks[0] == old.chunks[0] || e2.chunks[1] != old.chunks[1] || e2.chunks[2] != old.chunks[2] {
 		t.Error("an edit copied a chunk it did not change")
 	}
 }
@@ -101,9 +108,150 @@ func TestRecordsAreHeldInChunksOfTheirOwn(t *testing.T) {
 			t.Fatalf("%s: %d chunks, want 3", name, len(rs.chunks))
 		}
 		for i, c := range rs.chunks {
-			if cap(c) != recordChunk || (i < 2 && len(c) != recordChunk) {
-				t.Errorf("%s: chunk %d holds %d of %d", name, i, len(c), cap(c))
+			if cap(c.recs) != recordChunk || (i < 2 && len(c.recs) != recordChunk) {
+				t.Errorf("%s: chunk %d holds %d of %d", name, i, len(c.recs), cap(c.recs))
 			}
 		}
+	}
+}
+
+// A record reads back from its chunk as it was added, every field, the
+// values the shared table does not take included, and still after the
+// edits that copy its chunk.
+func TestRecordsReadBackAsAdded(t *testing.T) {
+	long := strings.Repeat("x", internMax+1)
+	recorded := time.Date(2019, 3, 4, 5, 6, 7, 8, time.UTC)
+	in := []Record{
+		{ISCM: "puebla-process", Kind: "activity", ID: "a1", Status: "published", Source: "manual", Title: "Workshop on data",
+			Subkind: "capacity_building", Category: "training_workshop", From: events.DateOf(recorded), Objectives: []int{1, 23},
+			Pos: 1 << 40, RecordedAt: recorded},
+		{ISCM: "colombo-process", Kind: "position", ID: "q-2019-position", Status: "submitted", Source: "questionnaire",
+			Questionnaire: "2019-questionnaire", Cycle: 2019, Subkind: long, Category: long + "y", Objectives: []int{}},
+		{ISCM: "x", Kind: "partnership", ID: "p", Title: long, From: events.DateOf(time.Date(1950, 1, 2, 0, 0, 0, 0, time.UTC)),
+			Objectives: []int{1, 300, -1}},
+		{},
+	}
+	check := func(what string, rs Records) {
+		t.Helper()
+		if got := rs.Slice(); !reflect.DeepEqual(got, in) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", what, got, in)
+		}
+	}
+	rs := NewRecords(in)
+	check("added", rs)
+	if c := rs.chunks[0]; len(c.extra) != 2 || len(c.extraLists) != 1 {
+		t.Errorf("the chunk holds %d values and %d lists apart, want 2 and 1 (those over %d bytes, the list with numbers over 255)", len(c.extra), len(c.extraLists), internMax)
+	}
+	e := rs.edit()
+	e.set(3, Record{ID: "replaced", Title: "replaced too"})
+	e.set(3, Record{})
+	check("edited back", e.Records)
+	// Each edit copies the chunk, holding only the text and extra values
+	// its records use: a record set again and again does not grow it.
+	var sizes []string
+	for i := range 50 {
+		e2 := e.Records.edit()
+		r := in[1]
+		r.Category, r.Objectives = long+fmt.Sprint(i%10), []int{1, 300 + i}
+		e2.set(1, r)
+		e = e2
+		c := e.chunks[0]
+		sizes = append(sizes, fmt.Sprint(len(c.text), len(c.extra), len(c.extraLists)))
+	}
+	if sizes[49] != sizes[1] {
+		t.Errorf("the chunk grew with edits: %s after the second, %s after the 50th (text bytes, values and lists apart)", sizes[1], sizes[49])
+	}
+	e.set(1, in[1])
+	check("edited 50 times", e.Records)
+}
+
+// A chunk's records hold no pointers, so the collector does not look into
+// them however many there are.
+func TestPackedRecordsHoldNoPointers(t *testing.T) {
+	typ := reflect.TypeFor[packed]()
+	for i := range typ.NumField() {
+		switch f := typ.Field(i); f.Type.Kind() {
+		case reflect.Bool, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		default:
+			t.Errorf("packed.%s is a %s", f.Name, f.Type)
+		}
+	}
+	if packedSize > 80 {
+		t.Errorf("a packed record takes %d bytes", packedSize)
+	}
+}
+
+// The shared table takes each value once, and no more than internLimit.
+func TestValueTableSharesValuesAndStaysBounded(t *testing.T) {
+	tb := newValueTable()
+	refsOf := func(v string, list []int) (ref, ref, bool) {
+		strs := [7]string{v}
+		var r ref
+		refs := [7]*ref{&r, new(ref), new(ref), new(ref), new(ref), new(ref), new(ref)}
+		l, ok := tb.refs(&strs, &refs, list)
+		return r, l, ok
+	}
+	a, la, oka := refsOf("puebla-process", []int{3, 17})
+	b, lb, okb := refsOf(strings.Clone("puebla-process"), []int{3, 17})
+	_, lc, okc := refsOf("", []int{17, 3})
+	_, ld, okd := refsOf("", []int{})
+	if a == 0 || a != b || !oka || !okb || la != lb {
+		t.Errorf("equal values are not shared: %d %d, lists %d %d", a, b, la, lb)
+	}
+	if !okc || !okd || lc == la || ld == la || ld == lc {
+		t.Errorf("different lists share a ref: %d %d %d", la, lc, ld)
+	}
+	v := tb.view()
+	if v.strs[a-1] != "puebla-process" || !reflect.DeepEqual(v.lists[lc-1], []int{17, 3}) || v.lists[ld-1] == nil {
+		t.Errorf("the table holds %q, %v, %v", v.strs[a-1], v.lists[lc-1], v.lists[ld-1])
+	}
+	if r, _, _ := refsOf(strings.Repeat("x", internMax+1), nil); r != 0 {
+		t.Error("a value longer than internMax was taken")
+	}
+	if _, _, ok := refsOf("", []int{1, 300}); ok {
+		t.Error("a list with a number over 255 was taken")
+	}
+	for i := range internLimit + 10 {
+		refsOf(fmt.Sprint("v", i), []int{i % 200, i / 200 % 200, i / 40000})
+	}
+	if v := tb.view(); len(v.strs) != internLimit || len(v.lists) != internLimit {
+		t.Errorf("the table holds %d values and %d lists, want at most %d", len(v.strs), len(v.lists), internLimit)
+	}
+	if r, _, ok := refsOf("one more", []int{9, 9, 9, 9}); r != 0 || ok {
+		t.Error("a full table took a value")
+	}
+}
+
+// The index finds records by key, keys whose hash another key has
+// included, and finds no record for a key it was not given.
+func TestRecordIndexFindsEveryKey(t *testing.T) {
+	rs := NewRecords([]Record{{ISCM: "a", Kind: "k", ID: "1"}, {ISCM: "a", Kind: "k", ID: "2"}, {ISCM: "b", Kind: "k", ID: "1"}})
+	x := newRecordIndex(3)
+	keys := []recordKey{{"a", "k", "1"}, {"a", "k", "2"}, {"b", "k", "1"}}
+	// The first two keys as if they had the same hash.
+	x.putAt(rs, keys[0], 7, 0)
+	x.putAt(rs, keys[1], 7, 1)
+	x.putAt(rs, keys[1], 7, 1)
+	x.put(rs, keys[2], 2)
+	if len(x.collide) != 1 {
+		t.Errorf("%d keys kept apart, want 1", len(x.collide))
+	}
+	get := func(k recordKey) (int, bool) {
+		if k == keys[0] || k == keys[1] {
+			return x.getAt(rs, k, 7)
+		}
+		return x.get(rs, k)
+	}
+	for i, k := range keys {
+		if got, ok := get(k); !ok || got != i {
+			t.Errorf("%v: %d %v, want %d", k, got, ok, i)
+		}
+	}
+	if _, ok := x.get(rs, recordKey{"a", "k", "3"}); ok {
+		t.Error("found a key that was not put")
+	}
+	// A key whose hash a record of another key has is not found.
+	if _, ok := x.getAt(rs, recordKey{"c", "k", "9"}, 7); ok {
+		t.Error("a hash hit on another record's key was taken as found")
 	}
 }

@@ -33,16 +33,24 @@ import (
 // Sources are the projections reports read.
 var Sources = []string{registry.Name, records.Name}
 
-// Record is what reports need of one record.
+// Record is what reports need of one record: of its searchable columns
+// (records.Cols), those a report counts by.
 type Record struct {
-	ISCM, Kind, ID string
-	Status         string
-	Source         string // manual or questionnaire
-	Questionnaire  string
-	Cycle          int
-	records.Cols
-	Pos        uint64    // position of its last change
-	RecordedAt time.Time // when it was first recorded
+	ISCM, Kind, ID           string
+	Status                   string
+	Source                   string // manual or questionnaire
+	Questionnaire            string
+	Cycle                    int
+	Title, Subkind, Category string
+	From                     events.Date
+	Objectives               []int
+	Pos                      uint64    // position of its last change
+	RecordedAt               time.Time // when it was first recorded
+}
+
+// setCols sets the record's columns from its content's.
+func (r *Record) setCols(c records.Cols) {
+	r.Title, r.Subkind, r.Category, r.From, r.Objectives = c.Title, c.Subkind, c.Category, c.From, c.Objectives
 }
 
 // Answer is one ISCM's questionnaire answers for a cycle and channel.
@@ -89,7 +97,7 @@ type Store struct {
 	buildLive, buildPast sync.Mutex
 	// index finds a record of live by its key; only the holder of
 	// buildLive uses it.
-	index map[recordKey]int
+	index *recordIndex
 }
 
 type recordKey struct{ iscm, kind, id string }
@@ -164,7 +172,7 @@ func (s *Store) readState(ctx context.Context, q engine.RowQuerier) (pos uint64,
 // projection keeps beside each record's content: no content is decoded.
 const liveRecordsSQL = `
 SELECT iscm, kind, id, status, source, coalesce(questionnaire, ''), coalesce(cycle, 0),
-    title, subkind, category, date_from, date_to, objectives, principles, themes, states, updated_position, created_at
+    title, subkind, category, date_from, objectives, updated_position, created_at
 FROM records.records`
 
 const liveAnswersSQL = `
@@ -235,10 +243,10 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 			if err := scanLiveRecords(ctx, tx, all, liveRecordsSQL); err != nil {
 				return err
 			}
-			s.index = make(map[recordKey]int, all.Len())
+			s.index = newRecordIndex(all.Len())
 			i := 0
 			for r := range all.All() {
-				s.index[recordKey{r.ISCM, r.Kind, r.ID}] = i
+				s.index.put(all.Records, recordKey{r.ISCM, r.Kind, r.ID}, i)
 				i++
 			}
 			snap.Records = all.Records
@@ -283,25 +291,27 @@ func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, a
 			gone[qKey{a.ISCM, a.ID}] = true
 		}
 		kept := buildRecords()
-		clear(s.index)
+		s.index = newRecordIndex(from.Len())
 		for r := range from.All() {
 			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
 				continue
 			}
-			s.index[recordKey{r.ISCM, r.Kind, r.ID}] = kept.Len()
+			k, i := recordKey{r.ISCM, r.Kind, r.ID}, kept.Len()
 			kept.add(*r)
+			s.index.put(kept.Records, k, i)
 		}
 		from = kept.Records
 	}
 	recs := from.edit()
 	for r := range changed.All() {
 		k := recordKey{r.ISCM, r.Kind, r.ID}
-		if i, ok := s.index[k]; ok {
+		if i, ok := s.index.get(recs.Records, k); ok {
 			recs.set(i, *r)
 			continue
 		}
-		s.index[k] = recs.Len()
+		i := recs.Len()
 		recs.add(*r)
+		s.index.put(recs.Records, k, i)
 	}
 	return recs.Records, nil
 }
@@ -516,10 +526,12 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	// Records derived from answers, as the records projection derives them.
 	for _, a := range snap.Answers {
 		for _, d := range a.Answers.Derive() {
-			recs.add(Record{
+			r := Record{
 				ISCM: a.ISCM, Kind: d.Content.RecordKind(), ID: events.DerivedID(a.ID, d.Part), Status: a.Status,
-				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Cols: records.Columns(d.Content), Pos: a.Pos,
-			})
+				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Pos: a.Pos,
+			}
+			r.setCols(records.Columns(d.Content))
+			recs.add(r)
 		}
 	}
 	snap.Records = recs.Records
@@ -536,107 +548,23 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string,
 	defer rows.Close()
 	for rows.Next() {
 		var r Record
-		var from, to *time.Time
+		var from *time.Time
 		var pos int64
 		if err := rows.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
-			&r.Title, &r.Subkind, &r.Category, &from, &to, &r.Objectives, &r.Principles, &r.Themes, &r.States, &pos, &r.RecordedAt); err != nil {
+			&r.Title, &r.Subkind, &r.Category, &from, &r.Objectives, &pos, &r.RecordedAt); err != nil {
 			return err
 		}
 		r.Pos = uint64(pos)
 		if from != nil {
 			r.From = events.DateOf(*from)
 		}
-		if to != nil {
-			r.To = events.DateOf(*to)
-		}
 		if r.Source == "questionnaire" {
 			// Derived records are dated by their cycle, as in AsOf.
 			r.RecordedAt = time.Time{}
 		}
-		shared.record(&r)
 		e.add(r)
 	}
 	return rows.Err()
-}
-
-// interner shares the copies of the few distinct values most of a record's
-// text columns take (ISCMs, kinds, statuses, themes, States…). A kept
-// snapshot then holds one string per value instead of one per record and
-// column, which the collector would otherwise visit on every cycle: 240,000
-// synthetic records of the usual shape took 6 objects each instead of 14,
-// and 111 MiB instead of 144. Lists of objectives and principles are
-// shared too, records with the same list holding one copy of it: they are
-// read, never changed.
-type interner struct {
-	mu   sync.Mutex
-	m    map[string]string
-	ints map[uint64][]int
-}
-
-// Values longer than internMax, or met once the table holds internLimit,
-// are kept as they come: titles and ids are not shared, and odd data
-// cannot grow the table without bound.
-const (
-	internMax   = 64
-	internLimit = 20_000
-)
-
-var shared = &interner{m: map[string]string{}, ints: map[uint64][]int{}}
-
-func (in *interner) record(r *Record) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	for _, p := range []*string{&r.ISCM, &r.Kind, &r.Status, &r.Source, &r.Questionnaire, &r.Subkind, &r.Category} {
-		*p = in.intern(*p)
-	}
-	for i := range r.Themes {
-		r.Themes[i] = in.intern(r.Themes[i])
-	}
-	for i := range r.States {
-		r.States[i] = in.intern(r.States[i])
-	}
-	r.Objectives, r.Principles = in.internInts(r.Objectives), in.internInts(r.Principles)
-	// The id and the title, which no other record shares, are held in one
-	// string: one object for the collector to visit instead of two.
-	if r.ID != "" && r.Title != "" {
-		both := r.ID + r.Title
-		r.ID, r.Title = both[:len(r.ID)], both[len(r.ID):]
-	}
-}
-
-// internInts shares a list of up to 7 small numbers (objectives,
-// principles), keyed by its length and its values, a byte each.
-func (in *interner) internInts(v []int) []int {
-	if len(v) == 0 || len(v) > 7 {
-		return v
-	}
-	key := uint64(len(v))
-	for _, x := range v {
-		if x < 0 || x > 255 {
-			return v
-		}
-		key = key<<8 | uint64(x)
-	}
-	if s, ok := in.ints[key]; ok {
-		return s
-	}
-	if len(in.ints) < internLimit {
-		in.ints[key] = v
-	}
-	return v
-}
-
-func (in *interner) intern(v string) string {
-	if v == "" || len(v) > internMax {
-		return v
-	}
-	if s, ok := in.m[v]; ok {
-		return s
-	}
-	if len(in.m) < internLimit {
-		in.m[v] = v
-	}
-	return v
 }
 
 func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
@@ -656,8 +584,7 @@ func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Rec
 		if err != nil {
 			return r, fmt.Errorf("%s %s: %w", r.Kind, r.ID, err)
 		}
-		r.Cols = records.Columns(c)
-		shared.record(&r)
+		r.setCols(records.Columns(c))
 		return r, nil
 	})
 }

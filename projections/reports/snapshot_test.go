@@ -2,10 +2,8 @@ package reports
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
-	"unsafe"
 )
 
 func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
@@ -37,63 +35,6 @@ func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
 				t.Errorf("%s: dropped snapshot %d still referenced", c.name, i)
 			}
 		}
-	}
-}
-
-func TestInternerSharesShortValuesAndStaysBounded(t *testing.T) {
-	in := &interner{m: map[string]string{}, ints: map[uint64][]int{}}
-	newRecord := func() Record {
-		r := Record{ISCM: strings.Clone("puebla-process")}
-		r.Themes, r.Title = []string{strings.Clone("labour")}, strings.Repeat("t", internMax+1)
-		return r
-	}
-	a, b := newRecord(), newRecord()
-	in.record(&a)
-	in.record(&b)
-	if unsafe.StringData(a.ISCM) != unsafe.StringData(b.ISCM) || unsafe.StringData(a.Themes[0]) != unsafe.StringData(b.Themes[0]) {
-		t.Error("equal short values are not shared")
-	}
-	if a.ISCM != "puebla-process" || b.Themes[0] != "labour" {
-		t.Errorf("values changed: %q %q", a.ISCM, b.Themes[0])
-	}
-	if _, ok := in.m[a.Title]; ok {
-		t.Error("a value longer than internMax was kept")
-	}
-	// A record's id and title are held in one allocation, values intact.
-	r := Record{ID: strings.Clone("act-1")}
-	r.Title = strings.Clone("Workshop")
-	in.record(&r)
-	if r.ID != "act-1" || r.Title != "Workshop" || unsafe.Pointer(unsafe.StringData(r.Title)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(r.ID)), len(r.ID)) {
-		t.Errorf("id %q and title %q not held together", r.ID, r.Title)
-	}
-	// Lists of numbers are shared whole when equal, in the same order.
-	lists := func(objs ...int) Record {
-		r := Record{}
-		r.Objectives, r.Principles = slices.Clone(objs), []int{}
-		return r
-	}
-	c, d, e, f := lists(3, 17), lists(3, 17), lists(17, 3), lists(3, 17, 0)
-	for _, r := range []*Record{&c, &d, &e, &f} {
-		in.record(r)
-	}
-	if &c.Objectives[0] != &d.Objectives[0] {
-		t.Error("equal lists are not shared")
-	}
-	if &c.Objectives[0] == &e.Objectives[0] || &c.Objectives[0] == &f.Objectives[0] || e.Objectives[0] != 17 || len(f.Objectives) != 3 {
-		t.Errorf("different lists are shared: %v %v", e.Objectives, f.Objectives)
-	}
-	if big := in.internInts([]int{1, 300}); len(in.ints) != 3 || big[1] != 300 {
-		t.Errorf("a list of numbers over 255 was kept (%d lists kept)", len(in.ints))
-	}
-	for i := range internLimit + 10 {
-		in.intern(fmt.Sprintf("v%d", i))
-		in.internInts([]int{i % 200, i / 200})
-	}
-	if len(in.ints) != internLimit {
-		t.Errorf("table holds %d lists, want at most %d", len(in.ints), internLimit)
-	}
-	if len(in.m) != internLimit {
-		t.Errorf("table holds %d values, want at most %d", len(in.m), internLimit)
 	}
 }
 
