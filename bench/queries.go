@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	projrecords "gcmtrack/projections/records"
 )
 
 // The query pairs: the read side must stay flat as the log grows. Each
@@ -27,15 +29,19 @@ const (
 	feedRecords   = 600
 	answeredISCMs = 12
 	queryWrites   = 20
+	// deepFeedOffset is how many feed entries before the end the deep
+	// feed page starts.
+	deepFeedOffset = 1000
 )
 
 // queryStack is one size's stack with its data in place.
 type queryStack struct {
-	st    *apiStack
-	db    *apiDatabase
-	half  uint64 // a position halfway through, for as-of reads
-	deep  string // a feed cursor near the end of the published records
-	close func()
+	st      *apiStack
+	db      *apiDatabase
+	half    uint64 // a position halfway through, for as-of reads
+	deep    string // a feed page deep in the stream
+	deepPos int64  // the position its cursor names
+	close   func()
 }
 
 func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error) {
@@ -115,18 +121,24 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 		return nil, err
 	}
 	q.half = last / 2
-	// Walk the feed to a cursor near its end.
-	next := "/v1/feeds/published.json?limit=50"
-	for i := 0; i < feedRecords/50-1; i++ {
-		m, err := call("GET", next, "")
-		if err != nil {
-			q.close()
-			return nil, err
-		}
-		u := m["next_url"].(string)
-		next = u[strings.Index(u, "/v1/"):]
+	// A page deep in the stream: the feed's entries are in stream order,
+	// the 600 records published through the API last; the page starts
+	// deepFeedOffset entries before the feed's end (or halfway through a
+	// short feed), among the bulk's publications, whose entries weigh
+	// what the first page's do.
+	var deep struct {
+		pos            int64
+		iscm, kind, id string
 	}
-	q.deep = next
+	err = db.pool.QueryRow(ctx, `SELECT position, iscm, kind, id FROM records.feed
+		ORDER BY position DESC, iscm || '/' || kind || '/' || id DESC
+		OFFSET (SELECT least($1, count(*) / 2) FROM records.feed) LIMIT 1`, deepFeedOffset).Scan(&deep.pos, &deep.iscm, &deep.kind, &deep.id)
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("a cursor deep in the feed: %w", err)
+	}
+	q.deep = "/v1/feeds/published.json?limit=50&after=" + projrecords.FeedCursor(deep.pos, deep.iscm, deep.kind, deep.id)
+	q.deepPos = deep.pos
 	// Measure the steady state, not the aftermath of a bulk load: vacuum
 	// and analyze what the load wrote, as autovacuum would in time (left
 	// to it, a vacuum of the larger stack's tables ran during its
@@ -368,6 +380,9 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 					var deep float64
 					deep, err = p99Unkept(ctx, q.st.url+q.deep)
 					feed.Product, feed.Baseline = append(feed.Product, deep), append(feed.Baseline, first)
+					if rep == 0 {
+						feed.Notes = append(feed.Notes, fmt.Sprintf("the deep page starts %d entries before the feed's end, after position %d of the stack's stream", deepFeedOffset, q.deepPos))
+					}
 				}
 				if err == nil {
 					var live, past float64

@@ -144,6 +144,13 @@ type Page[T any] struct {
 // MaxLimit caps a page.
 const MaxLimit = 200
 
+// FeedCursor is the cursor of the feed entry of record iscm/kind/id at
+// position pos, as the feed hands it out: the page after it starts with the
+// entries changed after that one.
+func FeedCursor(pos int64, iscm, kind, id string) string {
+	return encodeCursor(pos, iscm+"/"+kind+"/"+id)
+}
+
 func encodeCursor(pos int64, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(pos, 10) + ":" + id))
 }
