@@ -115,6 +115,29 @@ func (rs Records) All() iter.Seq[*Record] {
 	}
 }
 
+// OfKind yields the records of one kind, as All does; the others are
+// passed over without being read back. Every record of a kind names it the
+// same way: by the table's ref if the table held the kind when the first
+// of them was packed (it never drops a value), else from its chunk.
+func (rs Records) OfKind(kind string) iter.Seq[*Record] {
+	return func(yield func(*Record) bool) {
+		k, inTable := values.lookup(kind)
+		t := values.view()
+		var r Record
+		for _, c := range rs.chunks {
+			for i := range c.recs {
+				if p := c.recs[i].kind; inTable && p != k || !inTable && c.str(t, p) != kind {
+					continue
+				}
+				c.read(i, t, &r)
+				if !yield(&r) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // at is record i.
 func (rs Records) at(i int) Record {
 	var r Record
@@ -370,6 +393,14 @@ func newValueTable() *valueTable {
 // view is the table's values so far: every ref handed out before the call
 // is in it.
 func (t *valueTable) view() tableView { return *t.cur.Load() }
+
+// lookup is the ref of v, if the table holds it.
+func (t *valueTable) lookup(v string) (ref, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, ok := t.strAt[v]
+	return n, ok
+}
 
 // refs sets the ref of each of strs the table holds or can take, leaving
 // the others 0, and says which is the list's, if the table holds it or

@@ -255,3 +255,38 @@ func TestRecordIndexFindsEveryKey(t *testing.T) {
 		t.Error("a hash hit on another record's key was taken as found")
 	}
 }
+
+// OfKind yields the records of one kind and only those, in the list's
+// order, whether the table or the chunk holds the kind's name.
+func TestRecordsOfKind(t *testing.T) {
+	long := "kind-" + strings.Repeat("k", internMax)
+	var in []Record
+	for i := range 3*recordChunk + 7 {
+		kind := []string{"activity", "position", long}[i%3]
+		in = append(in, Record{ISCM: "x", Kind: kind, ID: fmt.Sprint(i)})
+	}
+	rs := NewRecords(in)
+	for _, kind := range []string{"activity", "position", long, "none"} {
+		var got, want []string
+		for r := range rs.OfKind(kind) {
+			got = append(got, r.Kind+" "+r.ID)
+		}
+		for _, r := range in {
+			if r.Kind == kind {
+				want = append(want, r.Kind+" "+r.ID)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%.12s: %d records, want %d", kind, len(got), len(want))
+		}
+	}
+	n := 0
+	for range rs.OfKind("activity") {
+		if n++; n == 5 {
+			break
+		}
+	}
+	if n != 5 {
+		t.Errorf("stopped after %d records, want 5", n)
+	}
+}

@@ -53,8 +53,8 @@ func (s set) add(k string) set {
 // count.
 func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	out := map[string]Record{}
-	for r := range snap.Records.All() {
-		if r.Kind != kind || !sc.counts(r.Status) {
+	for r := range snap.Records.OfKind(kind) {
+		if !sc.counts(r.Status) {
 			continue
 		}
 		cur, ok := out[r.ISCM]
@@ -389,8 +389,8 @@ func ComputeObjectives(snap Snapshot, cat *catalog.Catalog, sc Scope) Objectives
 	pos := via(snap.Current(events.KindPosition, sc))
 	plan := via(snap.Current(events.KindActionPlan, sc))
 	acts := map[int]set{}
-	for r := range snap.Records.All() {
-		if r.Kind != events.KindActivity || !sc.counts(r.Status) {
+	for r := range snap.Records.OfKind(events.KindActivity) {
+		if !sc.counts(r.Status) {
 			continue
 		}
 		for _, o := range r.Objectives {

@@ -279,8 +279,8 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 func (s *Server) objectivesMap(snap reports.Snapshot, sc reports.Scope) template.HTML {
 	pos, plan := snap.Current(events.KindPosition, sc), snap.Current(events.KindActionPlan, sc)
 	acts := map[string]map[int]bool{}
-	for rec := range snap.Records.All() {
-		if rec.Kind == events.KindActivity && (rec.Status == events.StatusPublished || (sc.IncludeSubmitted && rec.Status == events.StatusSubmitted)) {
+	for rec := range snap.Records.OfKind(events.KindActivity) {
+		if rec.Status == events.StatusPublished || (sc.IncludeSubmitted && rec.Status == events.StatusSubmitted) {
 			if acts[rec.ISCM] == nil {
 				acts[rec.ISCM] = map[int]bool{}
 			}
