@@ -290,3 +290,27 @@ func TestRecordsOfKind(t *testing.T) {
 		t.Errorf("stopped after %d records, want 5", n)
 	}
 }
+
+// ActivityObjectives gathers, per ISCM, the objectives of its activities
+// in scope, numbers beyond the bits it gathers most in included.
+func TestActivityObjectives(t *testing.T) {
+	snap := Snapshot{Records: NewRecords([]Record{
+		{ISCM: "a", Kind: events.KindActivity, ID: "1", Status: events.StatusPublished, Objectives: []int{3, 17}},
+		{ISCM: "a", Kind: events.KindActivity, ID: "2", Status: events.StatusPublished, Objectives: []int{17, 70}},
+		{ISCM: "a", Kind: events.KindActivity, ID: "3", Status: events.StatusSubmitted, Objectives: []int{5}},
+		{ISCM: "a", Kind: events.KindPosition, ID: "4", Status: events.StatusPublished, Objectives: []int{9}},
+		{ISCM: "b", Kind: events.KindActivity, ID: "5", Status: events.StatusPublished, Objectives: []int{}},
+		{ISCM: "c", Kind: events.KindActivity, ID: "6", Status: events.StatusDraft, Objectives: []int{1}},
+	})}
+	for _, c := range []struct {
+		sc   Scope
+		want string
+	}{
+		{Scope{}, "map[a:map[3:true 17:true 70:true] b:map[]]"},
+		{Scope{IncludeSubmitted: true}, "map[a:map[3:true 5:true 17:true 70:true] b:map[]]"},
+	} {
+		if got := fmt.Sprint(snap.ActivityObjectives(c.sc)); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.sc, got, c.want)
+		}
+	}
+}

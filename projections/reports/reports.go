@@ -65,6 +65,49 @@ func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	return out
 }
 
+// ActivityObjectives is, per ISCM, the objectives its activities in scope
+// address. The activities are many, their ISCMs and objectives few: each
+// ISCM's objectives are gathered as bits in one pass (objectives are
+// numbered 1–23), and its set is built from them once.
+func (snap Snapshot) ActivityObjectives(sc Scope) map[string]map[int]bool {
+	type gathered struct {
+		bits  uint64
+		other []int // numbers beyond the bits
+	}
+	by := map[string]*gathered{}
+	for r := range snap.Records.OfKind(events.KindActivity) {
+		if !sc.counts(r.Status) {
+			continue
+		}
+		g := by[r.ISCM]
+		if g == nil {
+			g = &gathered{}
+			by[r.ISCM] = g
+		}
+		for _, o := range r.Objectives {
+			if o >= 0 && o < 64 {
+				g.bits |= 1 << o
+			} else {
+				g.other = append(g.other, o)
+			}
+		}
+	}
+	out := make(map[string]map[int]bool, len(by))
+	for iscm, g := range by {
+		m := map[int]bool{}
+		for o := range 64 {
+			if g.bits&(1<<o) != 0 {
+				m[o] = true
+			}
+		}
+		for _, o := range g.other {
+			m[o] = true
+		}
+		out[iscm] = m
+	}
+	return out
+}
+
 func better(a, b *Record) bool {
 	if (a.Source == "manual") != (b.Source == "manual") {
 		return a.Source == "manual"
@@ -389,15 +432,12 @@ func ComputeObjectives(snap Snapshot, cat *catalog.Catalog, sc Scope) Objectives
 	pos := via(snap.Current(events.KindPosition, sc))
 	plan := via(snap.Current(events.KindActionPlan, sc))
 	acts := map[int]set{}
-	for r := range snap.Records.OfKind(events.KindActivity) {
-		if !sc.counts(r.Status) {
-			continue
-		}
-		for _, o := range r.Objectives {
+	for iscm, objs := range snap.ActivityObjectives(sc) {
+		for o := range objs {
 			if acts[o] == nil {
 				acts[o] = set{}
 			}
-			acts[o].add(r.ISCM)
+			acts[o].add(iscm)
 		}
 	}
 	members := map[string][]string{}

@@ -278,17 +278,7 @@ func (s *Server) objectivesPage(w http.ResponseWriter, r *http.Request, u *user)
 // position and action plan, and its activities, per objective.
 func (s *Server) objectivesMap(snap reports.Snapshot, sc reports.Scope) template.HTML {
 	pos, plan := snap.Current(events.KindPosition, sc), snap.Current(events.KindActionPlan, sc)
-	acts := map[string]map[int]bool{}
-	for rec := range snap.Records.OfKind(events.KindActivity) {
-		if rec.Status == events.StatusPublished || (sc.IncludeSubmitted && rec.Status == events.StatusSubmitted) {
-			if acts[rec.ISCM] == nil {
-				acts[rec.ISCM] = map[int]bool{}
-			}
-			for _, ob := range rec.Objectives {
-				acts[rec.ISCM][ob] = true
-			}
-		}
-	}
+	acts := snap.ActivityObjectives(sc)
 	has := func(ob int, list []int) bool {
 		for _, x := range list {
 			if x == ob {
