@@ -211,7 +211,7 @@ func (c *chunk) pack(r *Record) packed {
 		p.recordedAt = r.RecordedAt.UnixNano()
 	}
 	strs := [...]string{r.ISCM, r.Kind, r.Status, r.Source, r.Questionnaire, r.Subkind, r.Category}
-	refs := [...]*ref{&p.iscm, &p.kind, &p.status, &p.source, &p.quest, &p.subkind, &p.category}
+	refs := p.strRefs()
 	list, inTable := values.refs(&strs, &refs, r.Objectives)
 	for i, v := range strs {
 		if *refs[i] == 0 && v != "" {
@@ -223,15 +223,16 @@ func (c *chunk) pack(r *Record) packed {
 	case inTable:
 		p.objectives = list
 	case r.Objectives != nil:
-		c.extraLists = append(c.extraLists, r.Objectives)
+		c.extraLists = append(c.extraLists, slices.Clone(r.Objectives))
 		p.objectives = ref(len(c.extraLists)-1) | extraRef
 	}
 	return p
 }
 
-// refs is each ref a field of packed has: strs and lists.
-func (p *packed) refs() [8]*ref {
-	return [...]*ref{&p.iscm, &p.kind, &p.status, &p.source, &p.quest, &p.subkind, &p.category, &p.objectives}
+// strRefs are the refs of the record's string columns, in the order pack
+// lists them.
+func (p *packed) strRefs() [7]*ref {
+	return [...]*ref{&p.iscm, &p.kind, &p.status, &p.source, &p.quest, &p.subkind, &p.category}
 }
 
 // copy is a copy of the chunk with room for recordChunk records, its text
@@ -244,17 +245,15 @@ func (c *chunk) copy() *chunk {
 		n := p.idLen + p.titleLen
 		out.text = append(out.text, c.text[p.text:p.text+n]...)
 		p.text = uint32(len(out.text)) - n
-		for k, v := range p.refs() {
-			if *v&extraRef == 0 {
-				continue
-			}
-			if k == 7 {
-				out.extraLists = append(out.extraLists, c.extraLists[*v&^extraRef])
-				*v = ref(len(out.extraLists)-1) | extraRef
-			} else {
+		for _, v := range p.strRefs() {
+			if *v&extraRef != 0 {
 				out.extra = append(out.extra, c.extra[*v&^extraRef])
 				*v = ref(len(out.extra)-1) | extraRef
 			}
+		}
+		if p.objectives&extraRef != 0 {
+			out.extraLists = append(out.extraLists, c.extraLists[p.objectives&^extraRef])
+			p.objectives = ref(len(out.extraLists)-1) | extraRef
 		}
 	}
 	return out

@@ -139,6 +139,11 @@ func TestRecordsReadBackAsAdded(t *testing.T) {
 	}
 	rs := NewRecords(in)
 	check("added", rs)
+	objs := []int{1, 300}
+	held := NewRecords([]Record{{Objectives: objs}})
+	if objs[0] = 99; held.at(0).Objectives[0] != 1 {
+		t.Error("a list the table does not take is shared with the record added")
+	}
 	if c := rs.chunks[0]; len(c.extra) != 2 || len(c.extraLists) != 1 {
 		t.Errorf("the chunk holds %d values and %d lists apart, want 2 and 1 (those over %d bytes, the list with numbers over 255)", len(c.extra), len(c.extraLists), internMax)
 	}
