@@ -507,12 +507,8 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 		if err := scanLiveRecords(ctx, tx, recs, asOfKeptSQL, int64(position)); err != nil {
 			return err
 		}
-		changed, err := scanRecords(ctx, tx, asOfRecordsSQL, int64(position))
-		if err != nil {
+		if err := scanPastRecords(ctx, tx, recs, asOfRecordsSQL, int64(position)); err != nil {
 			return err
-		}
-		for _, r := range changed {
-			recs.add(r)
 		}
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
 			return err
@@ -567,26 +563,30 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string,
 	return rows.Err()
 }
 
-func scanRecords(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]Record, error) {
+// scanPastRecords reads records rebuilt from their history (the columns
+// of asOfRecordsSQL, their content decoded) and adds them to e as they come.
+func scanPastRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+	defer rows.Close()
+	for rows.Next() {
 		var r Record
 		var content []byte
 		var pos int64
-		if err := row.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle, &content, &pos, &r.RecordedAt); err != nil {
-			return r, err
+		if err := rows.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle, &content, &pos, &r.RecordedAt); err != nil {
+			return err
 		}
 		r.Pos = uint64(pos)
 		c, err := decodeContent(r.Kind, content)
 		if err != nil {
-			return r, fmt.Errorf("%s %s: %w", r.Kind, r.ID, err)
+			return fmt.Errorf("%s %s: %w", r.Kind, r.ID, err)
 		}
 		r.setCols(records.Columns(c))
-		return r, nil
-	})
+		e.add(r)
+	}
+	return rows.Err()
 }
 
 // decodeContent reads a record's stored content by its kind.
