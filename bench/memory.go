@@ -93,6 +93,15 @@ wait:
 	return run, nil
 }
 
+// missingProduct says why the product binary the child-process rows run
+// cannot be found, or "".
+func (r *runner) missingProduct() string {
+	if _, err := os.Stat(r.cfg.Gcmtrack); err != nil {
+		return fmt.Sprintf("product binary: %v (build it with `make build`)", err)
+	}
+	return ""
+}
+
 // childEnv is the harness's environment without GCM_* settings, so that the
 // child uses only the flags given.
 func childEnv() []string {
@@ -126,8 +135,7 @@ func (r *runner) memoryRows(ctx context.Context, node, small *natsNode) []Row {
 			"peak RSS = the child's VmHWM from /proc, read every 20 ms until it exits (its rusage maxrss is not used: with Go's clone(CLONE_VM) start it includes the harness's own peak)"},
 		Extra: map[string]any{},
 	}
-	if _, err := os.Stat(r.cfg.Gcmtrack); err != nil {
-		row.Err = fmt.Sprintf("product binary: %v (build it with `make build`)", err)
+	if row.Err = r.missingProduct(); row.Err != "" {
 		return []Row{row}
 	}
 	var wallN, wallTenth, ruN, ruTenth []float64

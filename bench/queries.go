@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,10 +315,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
 	page := Row{Path: "public read load: objectives page (HTML, not signed in)", Unit: "req/s", BaselineName: "(informational)"}
 	apiMem := Row{Path: "API memory: peak RSS serving the read load at N vs N/10", Unit: "MiB", Target: AtMost(1.3),
-		BaselineName: fmt.Sprintf("peak RSS of the same API process over the stack of %d events", small)}
-	if _, err := os.Stat(r.cfg.Gcmtrack); err != nil {
-		apiMem.Err = fmt.Sprintf("product binary: %v (build it with `make build`)", err)
-	}
+		BaselineName: fmt.Sprintf("peak RSS of the same API process over the stack of %d events", small), Err: r.missingProduct()}
 	fail := func(err error) []Row {
 		for i := range rows {
 			rows[i].Err = err.Error()
