@@ -47,63 +47,61 @@ func (s set) add(k string) set {
 	return s
 }
 
-// Current picks, per ISCM, the record of a kind that states where the ISCM
-// stands now: a hand-made one before one derived from answers, the most
-// recently changed first; withdrawn records and those out of scope do not
-// count.
+// Current is, per ISCM, the record of a standing kind (position, agenda
+// item, stocktaking, action plan) that states where the ISCM stands now: a
+// hand-made one before one derived from answers, the most recently changed
+// first; withdrawn records and those out of scope do not count.
 func (snap Snapshot) Current(kind string, sc Scope) map[string]Record {
 	out := map[string]Record{}
-	for r := range snap.Records.OfKind(kind) {
-		if !sc.counts(r.Status) {
-			continue
-		}
-		cur, ok := out[r.ISCM]
-		if !ok || better(r, &cur) {
-			out[r.ISCM] = *r
+	for k, r := range snap.Tally.current {
+		if k.kind == kind && k.iom == sc.IncludeSubmitted {
+			out[k.iscm] = r
 		}
 	}
 	return out
 }
 
-// ActivityObjectives is, per ISCM, the objectives its activities in scope
-// address. The activities are many, their ISCMs and objectives few: each
-// ISCM's objectives are gathered as bits in one pass (objectives are
-// numbered 1–23), and its set is built from them once.
+// ActivityObjectives is, per ISCM with activities in scope, the objectives
+// they address.
 func (snap Snapshot) ActivityObjectives(sc Scope) map[string]map[int]bool {
-	type gathered struct {
-		bits  uint64
-		other []int // numbers beyond the bits
-	}
-	by := map[string]*gathered{}
-	for r := range snap.Records.OfKind(events.KindActivity) {
-		if !sc.counts(r.Status) {
+	out := map[string]map[int]bool{}
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		if k.kind != events.KindActivity {
+			return
+		}
+		m := out[k.iscm]
+		if m == nil {
+			m = map[int]bool{}
+			out[k.iscm] = m
+		}
+		g.addressed(func(o int) { m[o] = true })
+	})
+	return out
+}
+
+// KindCounts is, per ISCM, its records in scope by kind.
+func (snap Snapshot) KindCounts(sc Scope) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		if out[k.iscm] == nil {
+			out[k.iscm] = map[string]int{}
+		}
+		out[k.iscm][k.kind] += g.n
+	})
+	return out
+}
+
+// LatestActivity is, per ISCM with dated activities in scope, the latest
+// one's date (Record.Dated).
+func (snap Snapshot) LatestActivity(sc Scope) map[string]events.Date {
+	out := map[string]events.Date{}
+	for k, d := range snap.Tally.latest {
+		if !sc.counts(statusNames[k.status]) {
 			continue
 		}
-		g := by[r.ISCM]
-		if g == nil {
-			g = &gathered{}
-			by[r.ISCM] = g
+		if cur, ok := out[k.iscm]; !ok || cur.UnixDays() < d {
+			out[k.iscm] = events.DateOfUnixDays(d)
 		}
-		for _, o := range r.Objectives {
-			if o >= 0 && o < 64 {
-				g.bits |= 1 << o
-			} else {
-				g.other = append(g.other, o)
-			}
-		}
-	}
-	out := make(map[string]map[int]bool, len(by))
-	for iscm, g := range by {
-		m := map[int]bool{}
-		for o := range 64 {
-			if g.bits&(1<<o) != 0 {
-				m[o] = true
-			}
-		}
-		for _, o := range g.other {
-			m[o] = true
-		}
-		out[iscm] = m
 	}
 	return out
 }
@@ -606,25 +604,20 @@ func ComputeRecommendations(snap Snapshot, cat *catalog.Catalog, sc Scope) Recom
 		}
 		return t[iscm]
 	}
-	for r := range snap.Records.All() {
-		if !sc.counts(r.Status) {
-			continue
-		}
-		x := get(r.ISCM)
-		switch r.Kind {
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		x := get(k.iscm)
+		switch k.kind {
 		case events.KindActivity:
-			x.activity[r.Subkind]++
+			addCounts(x.activity, g.labels)
 		case events.KindPartnership:
-			x.partnerCats[r.Category]++
+			addCounts(x.partnerCats, g.labels)
 		case events.KindResource:
-			x.resources[r.Subkind]++
+			addCounts(x.resources, g.labels)
 		case events.KindSubmission:
-			x.submissions++
-			if r.Subkind == "imrf" || r.Subkind == "regional_review" {
-				x.toReview++
-			}
+			x.submissions += g.n
+			x.toReview += g.labels["imrf"] + g.labels["regional_review"]
 		}
-	}
+	})
 	for _, i := range cat.ISCMs {
 		x := get(i.Slug)
 		ev := func(id, status string, e map[string]int) Evidence {
@@ -675,6 +668,12 @@ func ComputeRecommendations(snap Snapshot, cat *catalog.Catalog, sc Scope) Recom
 		out.ISCMs = append(out.ISCMs, ISCMRecommendations{ISCM: i.Slug, Items: items})
 	}
 	return out
+}
+
+func addCounts(to, from map[string]int) {
+	for k, n := range from {
+		to[k] += n
+	}
 }
 
 func b2i(b bool) int {
@@ -737,26 +736,31 @@ func ComputeReview(snap Snapshot, cat *catalog.Catalog, cy events.Cycle, region 
 			Records: map[string]int{}, Activities: map[string]int{}, Objectives: []int{}, Submissions: []string{}, Questionnaires: []string{}}
 	}
 	objs := map[string]map[int]bool{}
-	for r := range snap.Records.All() {
-		ir := in[r.ISCM]
-		if ir == nil || !sc.counts(r.Status) || !cy.In(r.Dated()) {
-			continue
+	// A cycle covers whole years (events.ParseCycle), the years the tally
+	// counts records by.
+	first, last := cy.From.Time().Year(), cy.To.Time().Year()
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		ir := in[k.iscm]
+		if ir == nil || k.year == 0 || k.year < first || k.year > last {
+			return
 		}
-		ir.Records[r.Kind]++
-		out.Totals[r.Kind]++
-		switch r.Kind {
+		ir.Records[k.kind] += g.n
+		out.Totals[k.kind] += g.n
+		switch k.kind {
 		case events.KindActivity:
-			ir.Activities[r.Subkind]++
+			addCounts(ir.Activities, g.labels)
 		case events.KindSubmission:
-			ir.Submissions = append(ir.Submissions, r.Subkind+": "+r.Title)
+			for title, n := range g.titles {
+				for range n {
+					ir.Submissions = append(ir.Submissions, title)
+				}
+			}
 		}
-		if objs[r.ISCM] == nil {
-			objs[r.ISCM] = map[int]bool{}
+		if objs[k.iscm] == nil {
+			objs[k.iscm] = map[int]bool{}
 		}
-		for _, o := range r.Objectives {
-			objs[r.ISCM][o] = true
-		}
-	}
+		g.addressed(func(o int) { objs[k.iscm][o] = true })
+	})
 	for _, a := range snap.Answers {
 		ir := in[a.ISCM]
 		if ir == nil || !sc.counts(a.Status) || a.Cycle < cy.From.Time().Year() || a.Cycle > cy.Year {

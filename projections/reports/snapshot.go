@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"iter"
 	"slices"
 	"sort"
 	"sync"
@@ -67,15 +68,21 @@ type Membership struct {
 	ISCM, State, Status string
 }
 
-// Snapshot is what the read models held at Position.
+// Snapshot is what the read models held at Position: the records as a
+// Tally of what reports count of them, the questionnaires' answers and the
+// memberships (both bounded by the catalog: ISCMs, cycles, States).
 type Snapshot struct {
 	Position    uint64
-	Records     Records
+	Tally       *Tally
 	Answers     []Answer
 	Memberships []Membership
 
 	gens string // the source projections' generations it was read from
 	past bool   // rebuilt from the history (AsOf), not read live
+	// recordsAt is how far the records projection had applied the stream
+	// when a live snapshot's records and answers were read: at or beyond
+	// Position, which the slower source sets.
+	recordsAt uint64
 }
 
 // Store reads snapshots and keeps them: the live one, refreshed with what
@@ -95,12 +102,7 @@ type Store struct {
 	// meanwhile wait and share it. A past snapshot being rebuilt does not
 	// hold up the live one.
 	buildLive, buildPast sync.Mutex
-	// index finds a record of live by its key; only the holder of
-	// buildLive uses it.
-	index *recordIndex
 }
-
-type recordKey struct{ iscm, kind, id string }
 
 type memoEntry struct {
 	key string
@@ -108,13 +110,12 @@ type memoEntry struct {
 }
 
 // Cache sizes: a past snapshot never changes, so each is read once while
-// it stays among the pastSnapshots most recently used, as long as they
-// hold no more records together than twice the live snapshot (or
-// pastRecordsFloor); memoSize report results are kept the same way.
+// it stays among the pastSnapshots most recently used; memoSize report
+// results are kept the same way. A snapshot's size follows the catalog,
+// not the records.
 const (
-	pastSnapshots    = 8
-	pastRecordsFloor = 20_000
-	memoSize         = 128
+	pastSnapshots = 8
+	memoSize      = 128
 )
 
 // NewStore returns the reports' reader.
@@ -205,11 +206,6 @@ func (s *Store) Live(ctx context.Context) (Snapshot, error) {
 	s.mu.Unlock()
 	next, err := s.readLive(ctx, prev)
 	if err != nil {
-		// The index may no longer match any snapshot: start afresh.
-		s.index = nil
-		s.mu.Lock()
-		s.live = nil
-		s.mu.Unlock()
 		return Snapshot{}, fmt.Errorf("live snapshot: %w", err)
 	}
 	s.mu.Lock()
@@ -238,29 +234,28 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 		if snap.Position, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if prev == nil || s.index == nil || prev.gens != snap.gens {
-			all := buildRecords()
-			if err := scanLiveRecords(ctx, tx, all, liveRecordsSQL); err != nil {
+		var at int64
+		if err := tx.QueryRow(ctx, recordsAtSQL, records.Name).Scan(&at); err != nil {
+			return fmt.Errorf("records position: %w", err)
+		}
+		snap.recordsAt = uint64(at)
+		if prev == nil || prev.gens != snap.gens {
+			t := newTally().edit()
+			if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL); err != nil {
 				return err
 			}
-			s.index = newRecordIndex(all.Len())
-			i := 0
-			for r := range all.All() {
-				s.index.put(all.Records, recordKey{r.ISCM, r.Kind, r.ID}, i)
-				i++
-			}
-			snap.Records = all.Records
+			snap.Tally = t.Tally
 			if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
 				return err
 			}
 		} else {
 			// Answers change in place (a questionnaire is never removed):
 			// those changed since prev are read and decoded again.
-			changed, err := scanAnswers(ctx, tx, changedAnswersSQL, int64(prev.Position))
+			changed, err := scanAnswers(ctx, tx, changedAnswersSQL, int64(prev.recordsAt))
 			if err != nil {
 				return err
 			}
-			if snap.Records, err = s.refreshRecords(ctx, tx, prev, changed); err != nil {
+			if snap.Tally, err = refreshTally(ctx, tx, prev, changed); err != nil {
 				return err
 			}
 			snap.Answers = refreshAnswers(prev.Answers, changed)
@@ -271,49 +266,46 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 	return snap, err
 }
 
-// refreshRecords is prev's records with those changed after prev.Position
-// read again. A derived record disappears only when its questionnaire is
-// answered anew, so the derived records of every questionnaire changed
-// since (answers) are dropped first; those that remain changed with it and
-// are read again. prev's records are shared with its readers and stay as
-// they are: the new list shares the chunks of prev's nothing changed in.
-func (s *Store) refreshRecords(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (Records, error) {
-	changed := buildRecords()
-	if err := scanLiveRecords(ctx, tx, changed, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.Position)); err != nil {
-		return Records{}, err
+// recordsAtSQL reads how far the records projection has applied the
+// stream: what its tables hold in the same transaction.
+const recordsAtSQL = `SELECT coalesce(max(position), 0) FROM gcm.projection_builds WHERE status = 'active' AND name = $1`
+
+// refreshTally is prev's tally with the records changed after it was read
+// (prev.recordsAt) taken away as they were then and added as they are now.
+//   - A hand-made record's earlier version comes from its history, as in
+//     AsOf: one index probe per record changed since.
+//   - Derived records change only with their questionnaire (answered anew,
+//     or moved on), all of them at once: their earlier versions are
+//     derived from the questionnaire's answers in prev, as AsOf derives
+//     them.
+//
+// prev's tally is shared with its readers and stays as it is.
+func refreshTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (*Tally, error) {
+	t := prev.Tally.edit()
+	if err := scanPastRecords(ctx, tx, func(r *Record) { t.add(r, -1) }, asOfRecordsSQL, int64(prev.recordsAt)); err != nil {
+		return nil, err
 	}
-	from := prev.Records
 	if len(answers) > 0 {
-		// Rare (a questionnaire answered or moved on): the list is made anew.
 		type qKey struct{ iscm, id string }
-		gone := make(map[qKey]bool, len(answers))
+		was := make(map[qKey]*Answer, len(prev.Answers))
+		for i := range prev.Answers {
+			was[qKey{prev.Answers[i].ISCM, prev.Answers[i].ID}] = &prev.Answers[i]
+		}
 		for _, a := range answers {
-			gone[qKey{a.ISCM, a.ID}] = true
-		}
-		kept := buildRecords()
-		s.index = newRecordIndex(from.Len())
-		for r := range from.All() {
-			if r.Source == "questionnaire" && gone[qKey{r.ISCM, r.Questionnaire}] {
-				continue
+			if old := was[qKey{a.ISCM, a.ID}]; old != nil {
+				for r := range derivedRecords(old) {
+					t.add(r, -1)
+				}
 			}
-			k, i := recordKey{r.ISCM, r.Kind, r.ID}, kept.Len()
-			kept.add(*r)
-			s.index.put(kept.Records, k, i)
 		}
-		from = kept.Records
 	}
-	recs := from.edit()
-	for r := range changed.All() {
-		k := recordKey{r.ISCM, r.Kind, r.ID}
-		if i, ok := s.index.get(recs.Records, k); ok {
-			recs.set(i, *r)
-			continue
-		}
-		i := recs.Len()
-		recs.add(*r)
-		s.index.put(recs.Records, k, i)
+	if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.recordsAt)); err != nil {
+		return nil, err
 	}
-	return recs.Records, nil
+	if err := t.repair(ctx, tx); err != nil {
+		return nil, err
+	}
+	return t.Tally, nil
 }
 
 // AsOf returns the snapshot at an earlier position, rebuilt from the
@@ -337,26 +329,16 @@ func (s *Store) AsOf(ctx context.Context, position uint64) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	s.mu.Lock()
-	live := 0
-	if s.live != nil {
-		live = s.live.Records.Len()
-	}
-	s.past = keepPast(append([]*Snapshot{&snap}, s.past...), live)
+	s.past = keepPast(append([]*Snapshot{&snap}, s.past...))
 	s.mu.Unlock()
 	return snap, nil
 }
 
-// keepPast is the most recently used past snapshots that stay kept: the
-// first always, then while there are at most pastSnapshots holding at most
-// twice the live snapshot's records (or pastRecordsFloor) together.
-func keepPast(past []*Snapshot, live int) []*Snapshot {
-	budget := max(pastRecordsFloor, 2*live)
-	kept := 0
-	for i, c := range past {
-		if kept += c.Records.Len(); i > 0 && (i >= pastSnapshots || kept > budget) {
-			clear(past[i:]) // let the dropped ones go
-			return past[:i]
-		}
+// keepPast is the pastSnapshots most recently used past snapshots.
+func keepPast(past []*Snapshot) []*Snapshot {
+	if len(past) > pastSnapshots {
+		clear(past[pastSnapshots:]) // let the dropped ones go
+		return past[:pastSnapshots]
 	}
 	return past
 }
@@ -495,19 +477,20 @@ WHERE h.active
 ORDER BY m.iscm, m.state`
 
 // readAsOf rebuilds the snapshot at an earlier position from the history
-// tables.
+// tables. Records are counted into its tally as they are read.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	snap := Snapshot{Position: position, past: true}
-	recs := buildRecords()
+	t := newTally().edit()
+	add := func(r *Record) { t.add(r, 1) }
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if err := scanLiveRecords(ctx, tx, recs, asOfKeptSQL, int64(position)); err != nil {
+		if err := scanLiveRecords(ctx, tx, add, asOfKeptSQL, int64(position)); err != nil {
 			return err
 		}
-		if err := scanPastRecords(ctx, tx, recs, asOfRecordsSQL, int64(position)); err != nil {
+		if err := scanPastRecords(ctx, tx, add, asOfRecordsSQL, int64(position)); err != nil {
 			return err
 		}
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
@@ -519,31 +502,42 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot as of %d: %w", position, err)
 	}
-	// Records derived from answers, as the records projection derives them.
-	for _, a := range snap.Answers {
+	for i := range snap.Answers {
+		for r := range derivedRecords(&snap.Answers[i]) {
+			add(r)
+		}
+	}
+	snap.Tally = t.Tally
+	return snap, nil
+}
+
+// derivedRecords are the records derived from a questionnaire's answers,
+// as the records projection derives them.
+func derivedRecords(a *Answer) iter.Seq[*Record] {
+	return func(yield func(*Record) bool) {
 		for _, d := range a.Answers.Derive() {
 			r := Record{
 				ISCM: a.ISCM, Kind: d.Content.RecordKind(), ID: events.DerivedID(a.ID, d.Part), Status: a.Status,
 				Source: "questionnaire", Questionnaire: a.ID, Cycle: a.Cycle, Pos: a.Pos,
 			}
 			r.setCols(records.Columns(d.Content))
-			recs.add(r)
+			if !yield(&r) {
+				return
+			}
 		}
 	}
-	snap.Records = recs.Records
-	return snap, nil
 }
 
-// scanLiveRecords reads records from the columns of liveRecordsSQL and adds
-// them to e.
-func scanLiveRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string, args ...any) error {
+// scanLiveRecords reads records from the columns of liveRecordsSQL and
+// passes each to f, a new Record each time.
+func scanLiveRecords(ctx context.Context, tx pgx.Tx, f func(*Record), sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r Record
+		r := new(Record)
 		var from *time.Time
 		var pos int64
 		if err := rows.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle,
@@ -558,21 +552,22 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string,
 			// Derived records are dated by their cycle, as in AsOf.
 			r.RecordedAt = time.Time{}
 		}
-		e.add(r)
+		f(r)
 	}
 	return rows.Err()
 }
 
 // scanPastRecords reads records rebuilt from their history (the columns
-// of asOfRecordsSQL, their content decoded) and adds them to e as they come.
-func scanPastRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string, args ...any) error {
+// of asOfRecordsSQL, their content decoded) and passes each to f as it
+// comes, a new Record each time.
+func scanPastRecords(ctx context.Context, tx pgx.Tx, f func(*Record), sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r Record
+		r := new(Record)
 		var content []byte
 		var pos int64
 		if err := rows.Scan(&r.ISCM, &r.Kind, &r.ID, &r.Status, &r.Source, &r.Questionnaire, &r.Cycle, &content, &pos, &r.RecordedAt); err != nil {
@@ -584,7 +579,7 @@ func scanPastRecords(ctx context.Context, tx pgx.Tx, e *recordsEdit, sql string,
 			return fmt.Errorf("%s %s: %w", r.Kind, r.ID, err)
 		}
 		r.setCols(records.Columns(c))
-		e.add(r)
+		f(r)
 	}
 	return rows.Err()
 }

@@ -6,33 +6,24 @@ import (
 	"testing"
 )
 
-func TestKeepPastBoundsSnapshotsAndRecords(t *testing.T) {
-	snap := func(records int) *Snapshot { return &Snapshot{Records: NewRecords(make([]Record, records))} }
-	many := func(n, records int) []*Snapshot {
-		out := make([]*Snapshot, n)
-		for i := range out {
-			out[i] = snap(records)
+func TestKeepPastKeepsTheMostRecentlyUsed(t *testing.T) {
+	for _, n := range []int{1, pastSnapshots, pastSnapshots + 4} {
+		past := make([]*Snapshot, n)
+		for i := range past {
+			past[i] = &Snapshot{Position: uint64(i)}
 		}
-		return out
-	}
-	for _, c := range []struct {
-		name       string
-		past       []*Snapshot
-		live, want int
-	}{
-		{"small ones: at most pastSnapshots", many(12, 10), 100, pastSnapshots},
-		{"within twice the live records", many(8, 50_000), 100_000, 4},
-		{"the floor when the live snapshot is small", many(8, 10_000), 10, 2},
-		{"the newest always, however large", many(3, 1_000_000), 10, 1},
-		{"none to drop", many(2, 10), 10, 2},
-	} {
-		got := keepPast(c.past, c.live)
-		if len(got) != c.want {
-			t.Errorf("%s: kept %d, want %d", c.name, len(got), c.want)
+		got := keepPast(past)
+		if len(got) != min(n, pastSnapshots) {
+			t.Errorf("%d snapshots: kept %d, want %d", n, len(got), min(n, pastSnapshots))
 		}
-		for i := len(got); i < len(c.past); i++ {
-			if c.past[:cap(c.past)][i] != nil {
-				t.Errorf("%s: dropped snapshot %d still referenced", c.name, i)
+		for i, p := range got {
+			if p.Position != uint64(i) {
+				t.Errorf("%d snapshots: kept #%d at position %d, want the first ones in order", n, i, p.Position)
+			}
+		}
+		for i := len(got); i < n; i++ {
+			if past[:cap(past)][i] != nil {
+				t.Errorf("%d snapshots: dropped snapshot %d still referenced", n, i)
 			}
 		}
 	}

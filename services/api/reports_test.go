@@ -623,6 +623,49 @@ func TestLiveSnapshotRefreshEqualsAFreshRead(t *testing.T) {
 	check(s.mustOK(t, s.do(t, "PUT", q, s.admin, `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`, nil), 200))
 	check(s.mustOK(t, s.do(t, "POST", act+"/withdraw", s.admin, `{"note":"duplicate"}`, nil), 200))
 	check(s.mustOK(t, s.do(t, "DELETE", "/v1/iscms/puebla-process/members/MEX", s.admin, "", nil), 200))
+	// A submission revised after publication: counted by its new forum
+	// and title only.
+	w = s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/submissions", s.admin, `{"forum":"gfmd","title":"Outcome","date":"2018-12-05"}`, nil), 201)
+	check(w)
+	sub := "/v1/iscms/puebla-process/submissions/" + w["id"].(string)
+	check(s.mustOK(t, s.do(t, "POST", sub+"/submit", s.admin, "", nil), 200))
+	w = s.mustOK(t, s.do(t, "POST", sub+"/publish", s.admin, "", nil), 200)
+	check(w)
+	check(s.mustOK(t, s.do(t, "PUT", sub, s.admin, `{"forum":"imrf","title":"Statement","date":"2022-05-17"}`,
+		map[string]string{"If-Match": fmt.Sprintf(`"%d"`, uint64(w["position"].(float64)))}), 200))
+	// Two agenda items published; the later one, current, withdrawn: the
+	// earlier one is current again, and hand-made ones stay ahead of the
+	// one derived from the answers.
+	var items []string
+	for _, standing := range []string{"standard", "one_off"} {
+		w = s.mustOK(t, s.do(t, "POST", "/v1/iscms/puebla-process/agenda-items", s.admin,
+			`{"meeting":{"title":"Vice-ministerial meeting","date":"2019-06-12","place":"Guatemala City"},"standing":"`+standing+`","objectives":[1]}`, nil), 201)
+		check(w)
+		item := "/v1/iscms/puebla-process/agenda-items/" + w["id"].(string)
+		check(s.mustOK(t, s.do(t, "POST", item+"/submit", s.admin, "", nil), 200))
+		check(s.mustOK(t, s.do(t, "POST", item+"/publish", s.admin, "", nil), 200))
+		items = append(items, item)
+	}
+	agendaGrade := func(w map[string]any) string {
+		t.Helper()
+		rec := s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/progress/recommendations?min_position=%d", uint64(w["position"].(float64))), s.monitor, "", nil), 200)
+		for _, x := range rec["iscms"].([]any) {
+			if m := x.(map[string]any); m["iscm"] == "puebla-process" {
+				return m["items"].([]any)[7].(map[string]any)["status"].(string)
+			}
+		}
+		return ""
+	}
+	w = s.mustOK(t, s.do(t, "POST", items[1]+"/withdraw", s.admin, `{"note":"duplicate"}`, nil), 200)
+	check(w)
+	if g := agendaGrade(w); g != "strong" {
+		t.Errorf("the one-off item withdrawn, the standard one is current: recommendation (h) %q, want strong", g)
+	}
+	w = s.mustOK(t, s.do(t, "POST", items[0]+"/withdraw", s.admin, `{"note":"superseded"}`, nil), 200)
+	check(w)
+	if g := agendaGrade(w); g != "some" {
+		t.Errorf("both withdrawn, the answer's planned item is current: recommendation (h) %q, want some", g)
+	}
 }
 
 // TestReportsReadWhileWritten reads reports, live and as of earlier
@@ -699,8 +742,8 @@ func TestReportsReadWhileWritten(t *testing.T) {
 
 // keptAndFresh reads a report through the API once the read models reached
 // pos (which refreshes the API's shared store), then returns the store's
-// live snapshot and one read afresh, each as text with records, answers and
-// memberships in key order.
+// live snapshot and one read afresh, each as text: answers and memberships
+// in key order, then the tally's entries.
 func keptAndFresh(t *testing.T, s *stack, pos uint64) (string, string) {
 	t.Helper()
 	s.mustOK(t, s.do(t, "GET", fmt.Sprintf("/v1/progress/objectives?min_position=%d", pos), s.monitor, "", nil), 200)
@@ -721,17 +764,13 @@ func keptAndFresh(t *testing.T, s *stack, pos uint64) (string, string) {
 
 func snapshotText(t *testing.T, snap reports.Snapshot) string {
 	t.Helper()
-	recs := snap.Records.Slice()
-	slices.SortFunc(recs, func(a, b reports.Record) int {
-		return strings.Compare(a.ISCM+"/"+a.Kind+"/"+a.ID, b.ISCM+"/"+b.Kind+"/"+b.ID)
-	})
 	ans := slices.Clone(snap.Answers)
 	slices.SortFunc(ans, func(a, b reports.Answer) int { return strings.Compare(a.ISCM+a.ID, b.ISCM+b.ID) })
 	ms := slices.Clone(snap.Memberships)
 	slices.SortFunc(ms, func(a, b reports.Membership) int { return strings.Compare(a.ISCM+a.State, b.ISCM+b.State) })
-	b, err := json.Marshal([]any{snap.Position, recs, ans, ms})
+	b, err := json.Marshal([]any{snap.Position, ans, ms})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return string(b) + "\n" + snap.Tally.String()
 }

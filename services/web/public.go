@@ -87,19 +87,11 @@ func (s *Server) overview(snap reports.Snapshot, sc reports.Scope) []iscmRow {
 			}
 		}
 	}
-	for rec := range snap.Records.All() {
-		r := rows[rec.ISCM]
-		if r == nil || (rec.Status != events.StatusPublished && !(sc.IncludeSubmitted && rec.Status == events.StatusSubmitted)) {
-			continue
-		}
-		switch rec.Kind {
-		case events.KindActivity:
-			r.Activities++
-			if d := rec.Dated().String(); d > r.LastActivity {
-				r.LastActivity = d
-			}
-		case events.KindPartnership:
-			r.Partnerships++
+	latest := snap.LatestActivity(sc)
+	for iscm, kinds := range snap.KindCounts(sc) {
+		if r := rows[iscm]; r != nil {
+			r.Activities, r.Partnerships = kinds[events.KindActivity], kinds[events.KindPartnership]
+			r.LastActivity = latest[iscm].String()
 		}
 	}
 	out := make([]iscmRow, 0, len(rows))
