@@ -234,36 +234,45 @@ func (s *Store) readLive(ctx context.Context, prev *Snapshot) (Snapshot, error) 
 		if snap.Position, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		var at int64
-		if err := tx.QueryRow(ctx, recordsAtSQL, records.Name).Scan(&at); err != nil {
-			return fmt.Errorf("records position: %w", err)
-		}
-		snap.recordsAt = uint64(at)
-		if prev == nil || prev.gens != snap.gens {
-			t := newTally().edit()
-			if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL); err != nil {
-				return err
-			}
-			snap.Tally = t.Tally
-			if snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL); err != nil {
-				return err
-			}
-		} else {
-			// Answers change in place (a questionnaire is never removed):
-			// those changed since prev are read and decoded again.
-			changed, err := scanAnswers(ctx, tx, changedAnswersSQL, int64(prev.recordsAt))
-			if err != nil {
-				return err
-			}
-			if snap.Tally, err = refreshTally(ctx, tx, prev, changed); err != nil {
-				return err
-			}
-			snap.Answers = refreshAnswers(prev.Answers, changed)
+		if err := liveTally(ctx, tx, prev, &snap); err != nil {
+			return err
 		}
 		snap.Memberships, err = scanMembers(ctx, tx, liveMembersSQL)
 		return err
 	})
 	return snap, err
+}
+
+// liveTally sets snap's tally, answers and recordsAt to the records
+// projection's tables as tx sees them: read from scratch, or refreshed from
+// prev when it is of snap's generations.
+func liveTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, snap *Snapshot) error {
+	var at int64
+	if err := tx.QueryRow(ctx, recordsAtSQL, records.Name).Scan(&at); err != nil {
+		return fmt.Errorf("records position: %w", err)
+	}
+	snap.recordsAt = uint64(at)
+	var err error
+	if prev == nil || prev.gens != snap.gens || prev.recordsAt > snap.recordsAt {
+		t := newTally().edit()
+		if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL); err != nil {
+			return err
+		}
+		snap.Tally = t.Tally
+		snap.Answers, err = scanAnswers(ctx, tx, liveAnswersSQL)
+		return err
+	}
+	// Answers change in place (a questionnaire is never removed): those
+	// changed since prev are read and decoded again.
+	changed, err := scanAnswers(ctx, tx, changedAnswersSQL, int64(prev.recordsAt))
+	if err != nil {
+		return err
+	}
+	if snap.Tally, err = refreshTally(ctx, tx, prev, changed); err != nil {
+		return err
+	}
+	snap.Answers = refreshAnswers(prev.Answers, changed)
+	return nil
 }
 
 // recordsAtSQL reads how far the records projection has applied the
@@ -282,7 +291,7 @@ const recordsAtSQL = `SELECT coalesce(max(position), 0) FROM gcm.projection_buil
 // prev's tally is shared with its readers and stays as it is.
 func refreshTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answer) (*Tally, error) {
 	t := prev.Tally.edit()
-	if err := scanPastRecords(ctx, tx, func(r *Record) { t.add(r, -1) }, asOfRecordsSQL, int64(prev.recordsAt)); err != nil {
+	if err := scanPastRecords(ctx, tx, func(r *Record) { t.add(r, -1) }, asOfChangedSQL, int64(prev.recordsAt)); err != nil {
 		return nil, err
 	}
 	if len(answers) > 0 {
@@ -302,10 +311,10 @@ func refreshTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answ
 	if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.recordsAt)); err != nil {
 		return nil, err
 	}
-	if err := t.repair(ctx, tx); err != nil {
-		return nil, err
-	}
-	return t.Tally, nil
+	err := t.repair(func(iscm, kind string, f func(*Record)) error {
+		return scanLiveRecords(ctx, tx, f, liveRecordsSQL+` WHERE iscm = $1 AND kind = $2`, iscm, kind)
+	})
+	return t.Tally, err
 }
 
 // AsOf returns the snapshot at an earlier position, rebuilt from the
@@ -417,19 +426,19 @@ func (s *Store) memoPut(key string, v any) {
 	}
 }
 
-// asOfKeptSQL reads the hand-made records that have not changed since the
-// position: they are at the position what they are now. Hand-made records
-// are never deleted from the records table.
+// asOfKeptSQL reads one ISCM's hand-made records of one kind that have not
+// changed since the position: they are at the position what they are now.
+// Hand-made records are never deleted from the records table.
 const asOfKeptSQL = liveRecordsSQL + `
-WHERE source = 'manual' AND updated_position <= $1`
+WHERE source = 'manual' AND updated_position <= $1 AND iscm = $2 AND kind = $3`
 
-// asOfRecordsSQL rebuilds the hand-made records changed since the position
+// asOfChangedSQL rebuilds the hand-made records changed since the position
 // (and created before it) from their history: the content of the last
 // recorded/revised event and the status after the last event up to it,
 // both from one index scan of the record's history up to the position. The
 // cost follows the number of records changed since, not of events. When a
 // record was first recorded does not change: the live read's created_at.
-const asOfRecordsSQL = `
+const asOfChangedSQL = `
 SELECT r.iscm, r.kind, r.id, x.status, 'manual', '', 0, x.content, x.position, r.created_at
 FROM records.records r
 CROSS JOIN LATERAL (
@@ -439,8 +448,10 @@ CROSS JOIN LATERAL (
     FROM records.history h
     WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
 ) x
-WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1
-ORDER BY r.iscm, r.kind, r.id`
+WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1`
+
+// asOfChangedPairSQL is asOfChangedSQL for one ISCM's records of one kind.
+const asOfChangedPairSQL = asOfChangedSQL + ` AND r.iscm = $2 AND r.kind = $3`
 
 // asOfAnswersSQL finds each questionnaire's answers as of the position:
 // its status after its last event up to it and the answers of its last
@@ -476,24 +487,30 @@ CROSS JOIN LATERAL (
 WHERE h.active
 ORDER BY m.iscm, m.state`
 
-// readAsOf rebuilds the snapshot at an earlier position from the history
-// tables. Records are counted into its tally as they are read.
+// readAsOf rebuilds the snapshot at an earlier position from the live one
+// and the history tables: the live tally (the kept live snapshot brought up
+// to date in the same transaction) with the records changed since the
+// position taken away as they are now and added as they were then, as a
+// refresh does forward. Its cost follows the records changed since the
+// position, not all records.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	snap := Snapshot{Position: position, past: true}
-	t := newTally().edit()
-	add := func(r *Record) { t.add(r, 1) }
+	s.mu.Lock()
+	base := s.live
+	s.mu.Unlock()
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		if err := scanLiveRecords(ctx, tx, add, asOfKeptSQL, int64(position)); err != nil {
-			return err
-		}
-		if err := scanPastRecords(ctx, tx, add, asOfRecordsSQL, int64(position)); err != nil {
+		live := Snapshot{gens: snap.gens}
+		if err := liveTally(ctx, tx, base, &live); err != nil {
 			return err
 		}
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
+			return err
+		}
+		if snap.Tally, err = pastTally(ctx, tx, &live, snap.Answers, position); err != nil {
 			return err
 		}
 		snap.Memberships, err = scanMembers(ctx, tx, asOfMembersSQL, int64(position))
@@ -502,13 +519,55 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot as of %d: %w", position, err)
 	}
-	for i := range snap.Answers {
-		for r := range derivedRecords(&snap.Answers[i]) {
-			add(r)
+	return snap, nil
+}
+
+// pastTally is live's tally taken back to the position: the records changed
+// since, as they are now, taken away; the hand-made ones among them created
+// before the position added as they were then (from their history), and
+// the derived records of each questionnaire changed since added as its
+// answers then (answers, as of the position) derive them. What went stale
+// is found among the records as they were at the position.
+func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer, position uint64) (*Tally, error) {
+	t := live.Tally.edit()
+	if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, -1) }, liveRecordsSQL+" WHERE updated_position > $1", int64(position)); err != nil {
+		return nil, err
+	}
+	if err := scanPastRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, asOfChangedSQL, int64(position)); err != nil {
+		return nil, err
+	}
+	type qKey struct{ iscm, id string }
+	then := make(map[qKey]*Answer, len(answers))
+	for i := range answers {
+		then[qKey{answers[i].ISCM, answers[i].ID}] = &answers[i]
+	}
+	for _, a := range live.Answers {
+		if old := then[qKey{a.ISCM, a.ID}]; old != nil && a.Pos > position {
+			for r := range derivedRecords(old) {
+				t.add(r, 1)
+			}
 		}
 	}
-	snap.Tally = t.Tally
-	return snap, nil
+	err := t.repair(func(iscm, kind string, f func(*Record)) error {
+		if err := scanLiveRecords(ctx, tx, f, asOfKeptSQL, int64(position), iscm, kind); err != nil {
+			return err
+		}
+		if err := scanPastRecords(ctx, tx, f, asOfChangedPairSQL, int64(position), iscm, kind); err != nil {
+			return err
+		}
+		for i := range answers {
+			if answers[i].ISCM != iscm {
+				continue
+			}
+			for r := range derivedRecords(&answers[i]) {
+				if r.Kind == kind {
+					f(r)
+				}
+			}
+		}
+		return nil
+	})
+	return t.Tally, err
 }
 
 // derivedRecords are the records derived from a questionnaire's answers,
@@ -558,7 +617,7 @@ func scanLiveRecords(ctx context.Context, tx pgx.Tx, f func(*Record), sql string
 }
 
 // scanPastRecords reads records rebuilt from their history (the columns
-// of asOfRecordsSQL, their content decoded) and passes each to f as it
+// of asOfChangedSQL, their content decoded) and passes each to f as it
 // comes, a new Record each time.
 func scanPastRecords(ctx context.Context, tx pgx.Tx, f func(*Record), sql string, args ...any) error {
 	rows, err := tx.Query(ctx, sql, args...)

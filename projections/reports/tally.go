@@ -1,14 +1,11 @@
 package reports
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
 
 	"gcmtrack/events"
 )
@@ -224,20 +221,18 @@ func (e *tallyEdit) setLatest(k latestKey, day int32, d int) {
 	}
 }
 
-// repair reads again, from the records table as tx sees it, the entries
-// whose record was taken away. Only an edit of the live tally has them.
-func (e *tallyEdit) repair(ctx context.Context, tx pgx.Tx) error {
+// repair finds again the entries whose record was taken away, among the
+// records pair yields: every record of one ISCM and kind, whatever its
+// status, as the tally stands for (now, or as of a past position).
+func (e *tallyEdit) repair(pair func(iscm, kind string, f func(*Record)) error) error {
 	for k := range e.stale {
-		statuses := []string{events.StatusPublished}
-		if k.iom {
-			statuses = append(statuses, events.StatusSubmitted)
-		}
+		sc := Scope{IncludeSubmitted: k.iom}
 		var best *Record
-		err := scanLiveRecords(ctx, tx, func(r *Record) {
-			if best == nil || better(r, best) {
+		err := pair(k.iscm, k.kind, func(r *Record) {
+			if sc.counts(r.Status) && (best == nil || better(r, best)) {
 				best = r
 			}
-		}, liveRecordsSQL+` WHERE iscm = $1 AND kind = $2 AND status = ANY($3)`, k.iscm, k.kind, statuses)
+		})
 		if err != nil {
 			return fmt.Errorf("current %s of %s: %w", k.kind, k.iscm, err)
 		}
@@ -248,11 +243,11 @@ func (e *tallyEdit) repair(ctx context.Context, tx pgx.Tx) error {
 	for k := range e.staleLatest {
 		var latest int32
 		found := false
-		err := scanLiveRecords(ctx, tx, func(r *Record) {
-			if d := r.Dated(); !d.IsZero() && (!found || d.UnixDays() > latest) {
+		err := pair(k.iscm, events.KindActivity, func(r *Record) {
+			if d := r.Dated(); r.Status == statusNames[k.status] && !d.IsZero() && (!found || d.UnixDays() > latest) {
 				latest, found = d.UnixDays(), true
 			}
-		}, liveRecordsSQL+` WHERE iscm = $1 AND kind = $2 AND status = $3`, k.iscm, events.KindActivity, statusNames[k.status])
+		})
 		if err != nil {
 			return fmt.Errorf("latest activity of %s: %w", k.iscm, err)
 		}
