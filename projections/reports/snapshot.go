@@ -92,6 +92,10 @@ type Snapshot struct {
 type Store struct {
 	pool *pgxpool.Pool
 
+	// Past is how past snapshots are rebuilt; set it before the Store is
+	// used.
+	Past PastDirection
+
 	mu   sync.Mutex // guards live, past and memo
 	live *Snapshot
 	past []*Snapshot // as of earlier positions, most recently used first
@@ -103,6 +107,20 @@ type Store struct {
 	// hold up the live one.
 	buildLive, buildPast sync.Mutex
 }
+
+// PastDirection says from which side a past snapshot is rebuilt.
+type PastDirection int
+
+const (
+	// PastCheaper rebuilds it from whichever side has fewer records to
+	// rebuild: forward from the start when more records changed since the
+	// position than did not, else back from the live snapshot.
+	PastCheaper PastDirection = iota
+	// PastForward always rebuilds it forward.
+	PastForward
+	// PastFromLive always takes the live snapshot back to the position.
+	PastFromLive
+)
 
 type memoEntry struct {
 	key string
@@ -426,11 +444,18 @@ func (s *Store) memoPut(key string, v any) {
 	}
 }
 
-// asOfKeptSQL reads one ISCM's hand-made records of one kind that have not
-// changed since the position: they are at the position what they are now.
-// Hand-made records are never deleted from the records table.
+// asOfKeptSQL reads the hand-made records that have not changed since the
+// position: they are at the position what they are now. Hand-made records
+// are never deleted from the records table.
 const asOfKeptSQL = liveRecordsSQL + `
-WHERE source = 'manual' AND updated_position <= $1 AND iscm = $2 AND kind = $3`
+WHERE source = 'manual' AND updated_position <= $1`
+
+// asOfKeptPairSQL is asOfKeptSQL for one ISCM's records of one kind.
+const asOfKeptPairSQL = asOfKeptSQL + ` AND iscm = $2 AND kind = $3`
+
+// changedSinceSQL counts the records changed since a position, up to a
+// limit.
+const changedSinceSQL = `SELECT count(*) FROM (SELECT FROM records.records WHERE updated_position > $1 LIMIT $2) x`
 
 // asOfChangedSQL rebuilds the hand-made records changed since the position
 // (and created before it) from their history: the content of the last
@@ -487,12 +512,14 @@ CROSS JOIN LATERAL (
 WHERE h.active
 ORDER BY m.iscm, m.state`
 
-// readAsOf rebuilds the snapshot at an earlier position from the live one
-// and the history tables: the live tally (the kept live snapshot brought up
-// to date in the same transaction) with the records changed since the
-// position taken away as they are now and added as they were then, as a
-// refresh does forward. Its cost follows the records changed since the
-// position, not all records.
+// readAsOf rebuilds the snapshot at an earlier position from the history
+// tables, from the side s.Past says (by default the one with fewer records
+// to rebuild):
+//   - forward: the records unchanged since the position read as they are,
+//     those changed since rebuilt from their history, those derived from
+//     answers derived again from the answers as of the position;
+//   - back from the live snapshot (brought up to date in the same
+//     transaction, or read in it when there is none): pastTally.
 func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error) {
 	snap := Snapshot{Position: position, past: true}
 	s.mu.Lock()
@@ -503,18 +530,45 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 		if _, snap.gens, err = s.state(ctx, tx); err != nil {
 			return err
 		}
-		live := Snapshot{gens: snap.gens}
-		if err := liveTally(ctx, tx, base, &live); err != nil {
-			return err
-		}
 		if snap.Answers, err = scanAnswers(ctx, tx, asOfAnswersSQL, int64(position)); err != nil {
 			return err
 		}
-		if snap.Tally, err = pastTally(ctx, tx, &live, snap.Answers, position); err != nil {
+		if snap.Memberships, err = scanMembers(ctx, tx, asOfMembersSQL, int64(position)); err != nil {
 			return err
 		}
-		snap.Memberships, err = scanMembers(ctx, tx, asOfMembersSQL, int64(position))
-		return err
+		if s.Past == PastFromLive || (s.Past == PastCheaper && base != nil && base.gens == snap.gens) {
+			live := Snapshot{gens: snap.gens}
+			if err := liveTally(ctx, tx, base, &live); err != nil {
+				return err
+			}
+			back := s.Past == PastFromLive
+			if !back {
+				var changed int
+				if err := tx.QueryRow(ctx, changedSinceSQL, int64(position), live.Tally.records/2+1).Scan(&changed); err != nil {
+					return err
+				}
+				back = 2*changed < live.Tally.records
+			}
+			if back {
+				snap.Tally, err = pastTally(ctx, tx, &live, snap.Answers, position)
+				return err
+			}
+		}
+		t := newTally().edit()
+		add := func(r *Record) { t.add(r, 1) }
+		if err := scanLiveRecords(ctx, tx, add, asOfKeptSQL, int64(position)); err != nil {
+			return err
+		}
+		if err := scanPastRecords(ctx, tx, add, asOfChangedSQL, int64(position)); err != nil {
+			return err
+		}
+		for i := range snap.Answers {
+			for r := range derivedRecords(&snap.Answers[i]) {
+				add(r)
+			}
+		}
+		snap.Tally = t.Tally
+		return nil
 	})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot as of %d: %w", position, err)
@@ -549,7 +603,7 @@ func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer,
 		}
 	}
 	err := t.repair(func(iscm, kind string, f func(*Record)) error {
-		if err := scanLiveRecords(ctx, tx, f, asOfKeptSQL, int64(position), iscm, kind); err != nil {
+		if err := scanLiveRecords(ctx, tx, f, asOfKeptPairSQL, int64(position), iscm, kind); err != nil {
 			return err
 		}
 		if err := scanPastRecords(ctx, tx, f, asOfChangedPairSQL, int64(position), iscm, kind); err != nil {

@@ -33,6 +33,7 @@ import (
 // is shared by the readers of its snapshot and never changes once built;
 // an edit copies what it changes.
 type Tally struct {
+	records int // of any status
 	groups  map[groupKey]*group
 	current map[currentKey]Record
 	latest  map[latestKey]int32 // days since 1970 (events.Date.UnixDays)
@@ -131,7 +132,7 @@ type tallyEdit struct {
 
 func (t *Tally) edit() *tallyEdit {
 	return &tallyEdit{
-		Tally:       &Tally{groups: maps.Clone(t.groups), current: maps.Clone(t.current), latest: maps.Clone(t.latest)},
+		Tally:       &Tally{records: t.records, groups: maps.Clone(t.groups), current: maps.Clone(t.current), latest: maps.Clone(t.latest)},
 		owned:       map[*group]bool{},
 		stale:       map[currentKey]bool{},
 		staleLatest: map[latestKey]bool{},
@@ -141,6 +142,7 @@ func (t *Tally) edit() *tallyEdit {
 // add counts r in (d = 1) or takes it away (d = -1). A record taken away
 // must be the version that was added.
 func (e *tallyEdit) add(r *Record, d int) {
+	e.records += d
 	st, ok := statusIndex(r.Status)
 	if !ok {
 		return
@@ -305,5 +307,5 @@ func (t *Tally) String() string {
 		lines = append(lines, fmt.Sprintf("latest activity %s %s: %s", statusNames[k.status], k.iscm, events.DateOfUnixDays(d)))
 	}
 	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return fmt.Sprintf("%d records\n", t.records) + strings.Join(lines, "\n")
 }
