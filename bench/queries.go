@@ -281,18 +281,32 @@ func readAfterWrite(ctx context.Context, q *queryStack) (float64, error) {
 
 // asOfFirstReads times the first read of the objectives coverage as of
 // positions no read asked for before (each snapshot rebuilt from the
-// history) and returns the median.
-func asOfFirstReads(ctx context.Context, q *queryStack) (float64, error) {
+// history), at the given fractions of the stream, and returns the median.
+func asOfFirstReads(ctx context.Context, q *queryStack, fractions []float64) (float64, error) {
 	c := newHTTPClient(1)
 	var lat []float64
-	for _, div := range []uint64{3, 4, 5, 6, 7} {
-		d, _, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?as_of_position=%d", q.st.url, 2*q.half/div))
+	for _, f := range fractions {
+		d, _, err := timedGet(ctx, c, fmt.Sprintf("%s/v1/progress/objectives?as_of_position=%d", q.st.url, uint64(f*float64(2*q.half))))
 		if err != nil {
 			return 0, err
 		}
 		lat = append(lat, d)
 	}
 	return Percentile(lat, 50), nil
+}
+
+// The positions as_of first reads ask for, as fractions of the stream.
+var (
+	earlyFractions = []float64{1. / 3, 1. / 4, 1. / 5, 1. / 6, 1. / 7}
+	lateFractions  = []float64{0.8, 0.85, 0.9, 0.95, 0.99}
+)
+
+func fractionList(fs []float64) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, fmt.Sprintf("%.2f", f))
+	}
+	return strings.Join(out, ", ")
 }
 
 // queryRows measures the query pairs.
@@ -311,6 +325,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	feed := Row{Path: "query p99: feed page deep in the stream vs first page", Unit: "ms", BaselineName: "p99 of the feed's first page (limit 50), same stack", Target: AtMost(1.5)}
 	fresh := Row{Path: "query: objectives read first after a write at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("the same with %d events", small)}
 	asofFirst := Row{Path: "query: objectives as_of_position read first vs live read first after a write", Unit: "ms", BaselineName: "the live objectives read first after a write, same stack"}
+	asofLate := Row{Path: "query: the same, as of positions late in the stream", Unit: "ms", BaselineName: "the live objectives read first after a write, same stack"}
 	asof := Row{Path: "query p99: objectives as_of_position vs live", Unit: "ms", BaselineName: "p99 of the live objectives coverage, same stack", Target: AtMost(10)}
 	public := Row{Path: "public read load: JSON feed first page", Unit: "req/s", BaselineName: "(informational)"}
 	page := Row{Path: "public read load: objectives page (HTML, not signed in)", Unit: "req/s", BaselineName: "(informational)"}
@@ -320,11 +335,11 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 		for i := range rows {
 			rows[i].Err = err.Error()
 		}
-		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
+		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, asofLate.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
 		if apiMem.Err == "" {
 			apiMem.Err = err.Error()
 		}
-		return append(rows, fresh, feed, asof, asofFirst, public, page, apiMem)
+		return append(rows, fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
 	}
 	sizes := make([][]string, len(paths)) // each endpoint's document, at each size
 	for rep := range r.cfg.Reps {
@@ -361,12 +376,16 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 			}
 			if size == large {
 				fresh.Product = append(fresh.Product, v)
-				past, err := asOfFirstReads(ctx, q)
+				past, err := asOfFirstReads(ctx, q, earlyFractions)
+				if err == nil {
+					asofFirst.Product, asofFirst.Baseline = append(asofFirst.Product, past), append(asofFirst.Baseline, v)
+					past, err = asOfFirstReads(ctx, q, lateFractions)
+					asofLate.Product, asofLate.Baseline = append(asofLate.Product, past), append(asofLate.Baseline, v)
+				}
 				if err != nil {
 					q.close()
 					return fail(err)
 				}
-				asofFirst.Product, asofFirst.Baseline = append(asofFirst.Product, past), append(asofFirst.Baseline, v)
 			} else {
 				fresh.Baseline = append(fresh.Baseline, v)
 			}
@@ -429,12 +448,13 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	}
 	feed.Notes = append(feed.Notes, "every request's URL differs by a parameter the API ignores (poll=n): each page is read from the read model and encoded, none comes from the pages the API keeps per URL until the read models move")
 	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
-	asofFirst.Notes = append(asofFirst.Notes, "median of 5 reads as of positions no read asked for before (2/3 to 2/7 of the way through the records written via the API), each snapshot rebuilt from the history; the p99 row above reads one position repeatedly, as a dashboard polling a past date does")
+	asofFirst.Notes = append(asofFirst.Notes, fmt.Sprintf("median of %d reads as of positions no read asked for before, at %s of the stream, each snapshot rebuilt from the history (most records changed since: rebuilt forward); the p99 row above reads one position repeatedly, as a dashboard polling a past date does", len(earlyFractions), fractionList(earlyFractions)))
+	asofLate.Notes = append(asofLate.Notes, fmt.Sprintf("median of %d reads as at %s of the stream (few records changed since: the live snapshot taken back)", len(lateFractions), fractionList(lateFractions)))
 	page.Notes = append(page.Notes, fmt.Sprintf("%d clients reading the objectives page for %s each repetition, half of them with If-None-Match (the page's ETag)", 2*queryClients, queryWindow))
 	apiMem.Notes = append(apiMem.Notes, fmt.Sprintf("`gcmtrack run --target api` as a child process on each query stack's NATS and database (its projector keeps the read models current), rate limits off; "+
 		"read by %d clients for %s at each of %s and %s<halfway>, then %d writes each read back with min_position; peak RSS = the child's VmHWM from /proc when that is done",
 		queryClients, queryWindow, strings.Join(apiReadPaths, ", "), apiAsOfPath, queryWrites))
-	return append(rows, fresh, feed, asof, asofFirst, public, page, apiMem)
+	return append(rows, fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
 }
 
 // profilePublic profiles one more run of each public read load, not
