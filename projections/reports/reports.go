@@ -94,14 +94,28 @@ func (snap Snapshot) KindCounts(sc Scope) map[string]map[string]int {
 // LatestActivity is, per ISCM with dated activities in scope, the latest
 // one's date (Record.Dated).
 func (snap Snapshot) LatestActivity(sc Scope) map[string]events.Date {
-	out := map[string]events.Date{}
-	for k, d := range snap.Tally.latest {
-		if !sc.counts(statusNames[k.status]) {
-			continue
+	// Only the groups of each ISCM's latest year with dated activities
+	// are looked into.
+	year := map[string]int{}
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		if k.kind == events.KindActivity && len(g.days) > 0 && k.year > year[k.iscm] {
+			year[k.iscm] = k.year
 		}
-		if cur, ok := out[k.iscm]; !ok || cur.UnixDays() < d {
-			out[k.iscm] = events.DateOfUnixDays(d)
+	})
+	days := map[string]int32{}
+	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
+		if k.kind != events.KindActivity || k.year != year[k.iscm] {
+			return
 		}
+		for d := range g.days {
+			if cur, ok := days[k.iscm]; !ok || d > cur {
+				days[k.iscm] = d
+			}
+		}
+	})
+	out := make(map[string]events.Date, len(days))
+	for iscm, d := range days {
+		out[iscm] = events.DateOfUnixDays(d)
 	}
 	return out
 }

@@ -4,11 +4,12 @@
 // (a)-(j), and review-cycle summaries per region.
 //
 // Every report is a pure function of a Snapshot: what the read models held
-// at one stream position. A live snapshot is read from the current tables;
-// a snapshot as of an earlier position is rebuilt from the history tables
-// the projections keep of every event. Both go through the same
-// computation, so a report as of position N equals what the live report
-// said when the read models stood at N.
+// at one stream position, with the records held as counts (Tally). A live
+// snapshot is read from the current tables; a snapshot as of an earlier
+// position is rebuilt from the history tables the projections keep of
+// every event. Both go through the same computation, so a report as of
+// position N equals what the live report said when the read models stood
+// at N.
 package reports
 
 import (
@@ -203,7 +204,7 @@ const liveMembersSQL = `SELECT iscm, state, status FROM registry.memberships WHE
 const changedAnswersSQL = liveAnswersSQL + ` WHERE version > $1`
 
 // Live returns the read models as they are now, in one consistent view.
-// The first call reads every record; later calls reuse the snapshot while
+// The first call counts every record; later calls reuse the snapshot while
 // the projections stand still and otherwise read only the records changed
 // since it (each projection's changes carry their stream position).
 func (s *Store) Live(ctx context.Context) (Snapshot, error) {
@@ -329,10 +330,30 @@ func refreshTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answ
 	if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, liveRecordsSQL+" WHERE updated_position > $1", int64(prev.recordsAt)); err != nil {
 		return nil, err
 	}
-	err := t.repair(func(iscm, kind string, f func(*Record)) error {
-		return scanLiveRecords(ctx, tx, f, liveRecordsSQL+` WHERE iscm = $1 AND kind = $2`, iscm, kind)
+	err := t.repair(func(k currentKey) (*Record, error) {
+		var best *Record
+		err := scanLiveRecords(ctx, tx, func(r *Record) { best = r }, liveBestSQL, k.iscm, k.kind, scopeStatuses(k.iom))
+		return best, err
 	})
 	return t.Tally, err
+}
+
+// liveBestSQL reads the current record of one ISCM and kind among those of
+// the given statuses, in the order of better.
+const liveBestSQL = liveRecordsSQL + ` WHERE iscm = $1 AND kind = $2 AND status = ANY($3)
+ORDER BY source = 'manual' DESC, updated_position DESC, id COLLATE "C" DESC LIMIT 1`
+
+// pastBestSQL reads the hand-made record of one ISCM and kind among those
+// of the given statuses unchanged since the position that changed last.
+const pastBestSQL = asOfKeptSQL + ` AND iscm = $2 AND kind = $3 AND status = ANY($4)
+ORDER BY updated_position DESC, id COLLATE "C" DESC LIMIT 1`
+
+// scopeStatuses are the statuses a scope counts.
+func scopeStatuses(iom bool) []string {
+	if iom {
+		return []string{events.StatusPublished, events.StatusSubmitted}
+	}
+	return []string{events.StatusPublished}
 }
 
 // AsOf returns the snapshot at an earlier position, rebuilt from the
@@ -450,9 +471,6 @@ func (s *Store) memoPut(key string, v any) {
 const asOfKeptSQL = liveRecordsSQL + `
 WHERE source = 'manual' AND updated_position <= $1`
 
-// asOfKeptPairSQL is asOfKeptSQL for one ISCM's records of one kind.
-const asOfKeptPairSQL = asOfKeptSQL + ` AND iscm = $2 AND kind = $3`
-
 // changedSinceSQL counts the records changed since a position, up to a
 // limit.
 const changedSinceSQL = `SELECT count(*) FROM (SELECT FROM records.records WHERE updated_position > $1 LIMIT $2) x`
@@ -474,9 +492,6 @@ CROSS JOIN LATERAL (
     WHERE h.iscm = r.iscm AND h.kind = r.kind AND h.id = r.id AND h.position <= $1
 ) x
 WHERE r.source = 'manual' AND r.created_position <= $1 AND r.updated_position > $1`
-
-// asOfChangedPairSQL is asOfChangedSQL for one ISCM's records of one kind.
-const asOfChangedPairSQL = asOfChangedSQL + ` AND r.iscm = $2 AND r.kind = $3`
 
 // asOfAnswersSQL finds each questionnaire's answers as of the position:
 // its status after its last event up to it and the answers of its last
@@ -580,8 +595,9 @@ func (s *Store) readAsOf(ctx context.Context, position uint64) (Snapshot, error)
 // since, as they are now, taken away; the hand-made ones among them created
 // before the position added as they were then (from their history), and
 // the derived records of each questionnaire changed since added as its
-// answers then (answers, as of the position) derive them. What went stale
-// is found among the records as they were at the position.
+// answers then (answers, as of the position) derive them. A current record
+// that went stale is found among those added back, the hand-made records
+// unchanged since and the records the answers then derive.
 func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer, position uint64) (*Tally, error) {
 	t := live.Tally.edit()
 	if err := scanLiveRecords(ctx, tx, func(r *Record) { t.add(r, -1) }, liveRecordsSQL+" WHERE updated_position > $1", int64(position)); err != nil {
@@ -602,24 +618,23 @@ func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer,
 			}
 		}
 	}
-	err := t.repair(func(iscm, kind string, f func(*Record)) error {
-		if err := scanLiveRecords(ctx, tx, f, asOfKeptPairSQL, int64(position), iscm, kind); err != nil {
-			return err
+	err := t.repair(func(k currentKey) (*Record, error) {
+		var best *Record
+		if err := scanLiveRecords(ctx, tx, func(r *Record) { best = r }, pastBestSQL, int64(position), k.iscm, k.kind, scopeStatuses(k.iom)); err != nil {
+			return nil, err
 		}
-		if err := scanPastRecords(ctx, tx, f, asOfChangedPairSQL, int64(position), iscm, kind); err != nil {
-			return err
-		}
+		sc := Scope{IncludeSubmitted: k.iom}
 		for i := range answers {
-			if answers[i].ISCM != iscm {
+			if answers[i].ISCM != k.iscm {
 				continue
 			}
 			for r := range derivedRecords(&answers[i]) {
-				if r.Kind == kind {
-					f(r)
+				if r.Kind == k.kind && sc.counts(r.Status) && (best == nil || better(r, best)) {
+					best = r
 				}
 			}
 		}
-		return nil
+		return best, nil
 	})
 	return t.Tally, err
 }

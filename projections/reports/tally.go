@@ -14,29 +14,28 @@ import (
 // of the records themselves:
 //   - per counted status, ISCM, kind and year (of Record.Dated), how many
 //     records there are, by subkind (by partner category for
-//     partnerships), by objective addressed and, for submissions, by
-//     "forum: title";
+//     partnerships), by objective addressed, for submissions by "forum:
+//     title" and for activities by day;
 //   - per scope, ISCM and standing kind (position, agenda item,
 //     stocktaking, action plan), the record that says where the ISCM
-//     stands now (Snapshot.Current);
-//   - per counted status and ISCM, the latest activity's date.
+//     stands now (Snapshot.Current).
 //
-// Its size follows the catalog and the years records are dated in, not
-// the number of records, so what a process serving reports holds does not
-// grow with the log.
+// Its size follows the catalog and the calendar (the years and days
+// records are dated in), not the number of records, so what a process
+// serving reports holds does not grow with the log.
 //
 // A tally is built by adding records one by one as they are read, and
 // changed by taking away the earlier versions of the records that changed
-// and adding their new ones. Taking away the current standing record, or
-// the latest activity, leaves the next one unknown: the entry is marked
-// stale and read again from the records table (tallyEdit.repair). A Tally
-// is shared by the readers of its snapshot and never changes once built;
-// an edit copies what it changes.
+// and adding their new ones. Taking away the current standing record
+// leaves the next one unknown: the entry is marked stale and found again
+// among the records added in the same edit and the best of the others,
+// which the caller reads (tallyEdit.repair). A Tally is shared by the
+// readers of its snapshot and never changes once built; an edit copies
+// what it changes.
 type Tally struct {
 	records int // of any status
 	groups  map[groupKey]*group
 	current map[currentKey]Record
-	latest  map[latestKey]int32 // days since 1970 (events.Date.UnixDays)
 }
 
 // Counted statuses: drafts and withdrawn records never count.
@@ -70,6 +69,7 @@ type group struct {
 	objs   [24]int32      // by objective, 0–23
 	more   map[int]int    // by objective, beyond 23
 	titles map[string]int // submissions by "forum: title"
+	days   map[int32]int  // activities by day (events.Date.UnixDays)
 }
 
 type currentKey struct {
@@ -77,16 +77,11 @@ type currentKey struct {
 	iscm, kind string
 }
 
-type latestKey struct {
-	status uint8
-	iscm   string
-}
-
 // standing are the kinds a Current record is kept for.
 var standing = map[string]bool{events.KindPosition: true, events.KindAgendaItem: true, events.KindStocktaking: true, events.KindActionPlan: true}
 
 func newTally() *Tally {
-	return &Tally{groups: map[groupKey]*group{}, current: map[currentKey]Record{}, latest: map[latestKey]int32{}}
+	return &Tally{groups: map[groupKey]*group{}, current: map[currentKey]Record{}}
 }
 
 func yearOf(d events.Date) int {
@@ -117,7 +112,7 @@ func bump[K comparable](m map[K]int, k K, d int) map[K]int {
 
 func (g *group) clone() *group {
 	c := *g
-	c.labels, c.more, c.titles = maps.Clone(g.labels), maps.Clone(g.more), maps.Clone(g.titles)
+	c.labels, c.more, c.titles, c.days = maps.Clone(g.labels), maps.Clone(g.more), maps.Clone(g.titles), maps.Clone(g.days)
 	return &c
 }
 
@@ -125,22 +120,24 @@ func (g *group) clone() *group {
 // copied the first time the edit changes it.
 type tallyEdit struct {
 	*Tally
-	owned       map[*group]bool
-	stale       map[currentKey]bool
-	staleLatest map[latestKey]bool
+	owned map[*group]bool
+	// stale are the current entries whose record was taken away; found is
+	// the best record added for each since.
+	stale map[currentKey]bool
+	found map[currentKey]Record
 }
 
 func (t *Tally) edit() *tallyEdit {
 	return &tallyEdit{
-		Tally:       &Tally{records: t.records, groups: maps.Clone(t.groups), current: maps.Clone(t.current), latest: maps.Clone(t.latest)},
-		owned:       map[*group]bool{},
-		stale:       map[currentKey]bool{},
-		staleLatest: map[latestKey]bool{},
+		Tally: &Tally{records: t.records, groups: maps.Clone(t.groups), current: maps.Clone(t.current)},
+		owned: map[*group]bool{},
+		stale: map[currentKey]bool{},
+		found: map[currentKey]Record{},
 	}
 }
 
 // add counts r in (d = 1) or takes it away (d = -1). A record taken away
-// must be the version that was added.
+// must be the version that was added. An edit takes away before it adds.
 func (e *tallyEdit) add(r *Record, d int) {
 	e.records += d
 	st, ok := statusIndex(r.Status)
@@ -172,6 +169,9 @@ func (e *tallyEdit) add(r *Record, d int) {
 	if r.Kind == events.KindSubmission {
 		g.titles = bump(g.titles, r.Subkind+": "+r.Title, d)
 	}
+	if r.Kind == events.KindActivity && !dated.IsZero() {
+		g.days = bump(g.days, dated.UnixDays(), d)
+	}
 	if g.n == 0 {
 		delete(e.groups, k)
 	}
@@ -182,21 +182,19 @@ func (e *tallyEdit) add(r *Record, d int) {
 			}
 		}
 	}
-	if r.Kind == events.KindActivity && !dated.IsZero() {
-		e.setLatest(latestKey{st, r.ISCM}, dated.UnixDays(), d)
-	}
 }
 
 func (e *tallyEdit) setCurrent(k currentKey, r *Record, d int) {
 	if e.stale[k] {
+		if f, ok := e.found[k]; d > 0 && (!ok || better(r, &f)) {
+			e.found[k] = clone(r)
+		}
 		return
 	}
 	cur, ok := e.current[k]
 	if d > 0 {
 		if !ok || better(r, &cur) {
-			c := *r
-			c.Objectives = slices.Clone(r.Objectives)
-			e.current[k] = c
+			e.current[k] = clone(r)
 		}
 		return
 	}
@@ -206,59 +204,31 @@ func (e *tallyEdit) setCurrent(k currentKey, r *Record, d int) {
 	}
 }
 
-func (e *tallyEdit) setLatest(k latestKey, day int32, d int) {
-	if e.staleLatest[k] {
-		return
-	}
-	cur, ok := e.latest[k]
-	if d > 0 {
-		if !ok || day > cur {
-			e.latest[k] = day
-		}
-		return
-	}
-	if ok && day == cur {
-		delete(e.latest, k)
-		e.staleLatest[k] = true
-	}
+func clone(r *Record) Record {
+	c := *r
+	c.Objectives = slices.Clone(r.Objectives)
+	return c
 }
 
-// repair finds again the entries whose record was taken away, among the
-// records pair yields: every record of one ISCM and kind, whatever its
-// status, as the tally stands for (now, or as of a past position).
-func (e *tallyEdit) repair(pair func(iscm, kind string, f func(*Record)) error) error {
+// repair sets each stale entry to the better of the best record added to
+// it since it went stale and rest(k): the best of the records the edit did
+// not add, in k's scope, as the tally stands for (now, or as of a past
+// position); nil when there is none.
+func (e *tallyEdit) repair(rest func(k currentKey) (*Record, error)) error {
 	for k := range e.stale {
-		sc := Scope{IncludeSubmitted: k.iom}
-		var best *Record
-		err := pair(k.iscm, k.kind, func(r *Record) {
-			if sc.counts(r.Status) && (best == nil || better(r, best)) {
-				best = r
-			}
-		})
+		r, err := rest(k)
 		if err != nil {
 			return fmt.Errorf("current %s of %s: %w", k.kind, k.iscm, err)
 		}
-		if best != nil {
-			e.current[k] = *best
+		if f, ok := e.found[k]; ok && (r == nil || better(&f, r)) {
+			r = &f
 		}
-	}
-	for k := range e.staleLatest {
-		var latest int32
-		found := false
-		err := pair(k.iscm, events.KindActivity, func(r *Record) {
-			if d := r.Dated(); r.Status == statusNames[k.status] && !d.IsZero() && (!found || d.UnixDays() > latest) {
-				latest, found = d.UnixDays(), true
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("latest activity of %s: %w", k.iscm, err)
-		}
-		if found {
-			e.latest[k] = latest
+		if r != nil {
+			e.current[k] = *r
 		}
 	}
 	clear(e.stale)
-	clear(e.staleLatest)
+	clear(e.found)
 	return nil
 }
 
@@ -297,14 +267,11 @@ func (t *Tally) String() string {
 			}
 		}
 		maps.Copy(objs, g.more)
-		lines = append(lines, fmt.Sprintf("group %s %s %s %d: %d labels %v objectives %v titles %v",
-			statusNames[k.status], k.iscm, k.kind, k.year, g.n, g.labels, objs, g.titles))
+		lines = append(lines, fmt.Sprintf("group %s %s %s %d: %d labels %v objectives %v titles %v days %v",
+			statusNames[k.status], k.iscm, k.kind, k.year, g.n, g.labels, objs, g.titles, g.days))
 	}
 	for k, r := range t.current {
 		lines = append(lines, fmt.Sprintf("current iom=%t %s %s: %s %s %s %d %s %v", k.iom, k.iscm, k.kind, r.ID, r.Status, r.Source, r.Pos, r.Subkind, r.Objectives))
-	}
-	for k, d := range t.latest {
-		lines = append(lines, fmt.Sprintf("latest activity %s %s: %s", statusNames[k.status], k.iscm, events.DateOfUnixDays(d)))
 	}
 	sort.Strings(lines)
 	return fmt.Sprintf("%d records\n", t.records) + strings.Join(lines, "\n")

@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -85,7 +86,7 @@ func TestTallyTakesAwayWhatItAdded(t *testing.T) {
 	if full.String() != before {
 		t.Fatal("taking records away from an edit changed the tally it was made from")
 	}
-	if len(e.groups) != 0 || len(e.current) != 0 || len(e.latest) != 0 {
+	if len(e.groups) != 0 || len(e.current) != 0 || e.records != 0 {
 		t.Errorf("every record taken away, yet the tally holds:\n%s", e.String())
 	}
 	// What was current is stale: the next one must be read again.
@@ -93,9 +94,6 @@ func TestTallyTakesAwayWhatItAdded(t *testing.T) {
 		if !e.stale[k] {
 			t.Errorf("%v not stale after its current record was taken away", k)
 		}
-	}
-	if !e.staleLatest[latestKey{stPublished, "a"}] || !e.staleLatest[latestKey{stSubmitted, "a"}] {
-		t.Errorf("latest activities not stale: %v", e.staleLatest)
 	}
 }
 
@@ -113,11 +111,56 @@ func TestTallyKeepsTheCurrentRecordWhenAnotherGoes(t *testing.T) {
 	if got := e.current[currentKey{false, "b", events.KindAgendaItem}]; got.ID != "x" || got.Subkind != "one_off" {
 		t.Errorf("revised agenda item not current: %+v", got)
 	}
-	// An earlier activity than the latest goes: the latest stays known.
-	e.add(&rs[0], -1)
-	e.add(&rs[0], 1)
-	if e.staleLatest[latestKey{stSubmitted, "a"}] {
-		t.Error("the latest submitted activity went stale when a published one changed")
+}
+
+func TestTallyRepairTakesTheBetterOfWhatWasAddedAndTheRest(t *testing.T) {
+	rs := testRecords()
+	// Published records are current in both scopes: both go stale.
+	keys := []currentKey{{false, "b", events.KindAgendaItem}, {true, "b", events.KindAgendaItem}}
+	for _, c := range []struct {
+		name    string
+		added   uint64 // Pos of x added back after y went; 0: none
+		restPos uint64 // Pos of the record rest returns; 0: none
+		want    string
+	}{
+		{"added is better", 40, 17, "x@40"},
+		{"rest is better", 20, 35, "rest@35"},
+		{"only rest", 0, 17, "rest@17"},
+		{"only added", 40, 0, "x@40"},
+		{"neither", 0, 0, ""},
+	} {
+		e := tallyOf(rs).edit()
+		e.add(&rs[8], -1) // x
+		e.add(&rs[9], -1) // y, the current one
+		if !e.stale[keys[0]] || !e.stale[keys[1]] {
+			t.Fatalf("%s: the current agenda item went, yet it is not stale in each scope: %v", c.name, e.stale)
+		}
+		if c.added > 0 {
+			x := rs[8]
+			x.Pos = c.added
+			e.add(&x, 1)
+		}
+		err := e.repair(func(got currentKey) (*Record, error) {
+			if got != keys[0] && got != keys[1] {
+				t.Errorf("%s: repair asked for %v", c.name, got)
+			}
+			if c.restPos == 0 {
+				return nil, nil
+			}
+			return &Record{ISCM: "b", Kind: events.KindAgendaItem, ID: "rest", Status: events.StatusPublished, Source: "manual", Pos: c.restPos}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			got := ""
+			if r, ok := e.current[k]; ok {
+				got = fmt.Sprintf("%s@%d", r.ID, r.Pos)
+			}
+			if got != c.want || len(e.stale) != 0 {
+				t.Errorf("%s, %v: current %q (stale %v), want %q", c.name, k, got, e.stale, c.want)
+			}
+		}
 	}
 }
 

@@ -169,6 +169,21 @@ func TestAsOfEqualsTheLiveAnswerAtThatPosition(t *testing.T) {
 	step("PUT", "/v1/iscms/puebla-process/questionnaires/2018/questionnaire", `{"channel":"questionnaire","position":{"status":"in_process","objectives":[5]},"agenda_item":"planned"}`, nil)
 	step("POST", "/v1/iscms/puebla-process/partnerships", `{"partner":"ECLAC","category":"un_regional_commission"}`, nil)
 	step("POST", act+"/withdraw", `{"note":"duplicate"}`, nil)
+	// Hand-made agenda items after the one the answers derive: as of the
+	// positions before them the derived one is current again; as of the
+	// positions before the first is revised, the second is.
+	var items []string
+	for _, standing := range []string{"standard", "one_off"} {
+		w := step("POST", "/v1/iscms/puebla-process/agenda-items",
+			`{"meeting":{"title":"Vice-ministerial meeting","date":"2019-06-12","place":"Guatemala City"},"standing":"`+standing+`","objectives":[1]}`, nil)
+		item := "/v1/iscms/puebla-process/agenda-items/" + w["id"].(string)
+		step("POST", item+"/submit", "", nil)
+		step("POST", item+"/publish", "", nil)
+		items = append(items, item)
+	}
+	w = s.mustOK(t, s.do(t, "GET", items[0], s.admin, "", nil), 200)
+	step("PUT", items[0], `{"meeting":{"title":"Vice-ministerial meeting","date":"2019-06-13","place":"Guatemala City"},"standing":"planned","objectives":[2]}`,
+		map[string]string{"If-Match": fmt.Sprintf(`"%d"`, uint64(w["version"].(float64)))})
 	for pos, want := range live {
 		got := reportsAt(fmt.Sprintf("&as_of_position=%d", pos))
 		for p := range want {
