@@ -94,28 +94,21 @@ func (snap Snapshot) KindCounts(sc Scope) map[string]map[string]int {
 // LatestActivity is, per ISCM with dated activities in scope, the latest
 // one's date (Record.Dated).
 func (snap Snapshot) LatestActivity(sc Scope) map[string]events.Date {
-	// Only the groups of each ISCM's latest year with dated activities
-	// are looked into.
-	year := map[string]int{}
+	type day struct{ year, day int }
+	latest := map[string]day{}
 	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
-		if k.kind == events.KindActivity && len(g.days) > 0 && k.year > year[k.iscm] {
-			year[k.iscm] = k.year
-		}
-	})
-	days := map[string]int32{}
-	snap.Tally.groupsIn(sc, func(k groupKey, g *group) {
-		if k.kind != events.KindActivity || k.year != year[k.iscm] {
+		if k.kind != events.KindActivity {
 			return
 		}
-		for d := range g.days {
-			if cur, ok := days[k.iscm]; !ok || d > cur {
-				days[k.iscm] = d
+		if d := (day{k.year, g.latestDay()}); d.day >= 0 {
+			if cur, ok := latest[k.iscm]; !ok || d.year > cur.year || (d.year == cur.year && d.day > cur.day) {
+				latest[k.iscm] = d
 			}
 		}
 	})
-	out := make(map[string]events.Date, len(days))
-	for iscm, d := range days {
-		out[iscm] = events.DateOfUnixDays(d)
+	out := make(map[string]events.Date, len(latest))
+	for iscm, d := range latest {
+		out[iscm] = events.DateOf(time.Date(d.year, 1, 1+d.day, 0, 0, 0, 0, time.UTC))
 	}
 	return out
 }

@@ -345,8 +345,11 @@ ORDER BY source = 'manual' DESC, updated_position DESC, id COLLATE "C" DESC LIMI
 
 // pastBestSQL reads the hand-made record of one ISCM and kind among those
 // of the given statuses unchanged since the position that changed last.
+// Its order is better's, as liveBestSQL's: an order the updated_position
+// index gives would let the planner walk that index back from the
+// position through every record, for an ISCM with none of the kind.
 const pastBestSQL = asOfKeptSQL + ` AND iscm = $2 AND kind = $3 AND status = ANY($4)
-ORDER BY updated_position DESC, id COLLATE "C" DESC LIMIT 1`
+ORDER BY source = 'manual' DESC, updated_position DESC, id COLLATE "C" DESC LIMIT 1`
 
 // scopeStatuses are the statuses a scope counts.
 func scopeStatuses(iom bool) []string {

@@ -69,7 +69,7 @@ type group struct {
 	objs   [24]int32      // by objective, 0–23
 	more   map[int]int    // by objective, beyond 23
 	titles map[string]int // submissions by "forum: title"
-	days   map[int32]int  // activities by day (events.Date.UnixDays)
+	days   *[366]int32    // activities by day of the year
 }
 
 type currentKey struct {
@@ -112,7 +112,11 @@ func bump[K comparable](m map[K]int, k K, d int) map[K]int {
 
 func (g *group) clone() *group {
 	c := *g
-	c.labels, c.more, c.titles, c.days = maps.Clone(g.labels), maps.Clone(g.more), maps.Clone(g.titles), maps.Clone(g.days)
+	c.labels, c.more, c.titles = maps.Clone(g.labels), maps.Clone(g.more), maps.Clone(g.titles)
+	if g.days != nil {
+		days := *g.days
+		c.days = &days
+	}
 	return &c
 }
 
@@ -170,7 +174,10 @@ func (e *tallyEdit) add(r *Record, d int) {
 		g.titles = bump(g.titles, r.Subkind+": "+r.Title, d)
 	}
 	if r.Kind == events.KindActivity && !dated.IsZero() {
-		g.days = bump(g.days, dated.UnixDays(), d)
+		if g.days == nil {
+			g.days = new([366]int32)
+		}
+		g.days[dated.Time().YearDay()-1] += int32(d)
 	}
 	if g.n == 0 {
 		delete(e.groups, k)
@@ -232,6 +239,19 @@ func (e *tallyEdit) repair(rest func(k currentKey) (*Record, error)) error {
 	return nil
 }
 
+// latestDay is the latest day of the year (0-based) g counts activities
+// on, or -1.
+func (g *group) latestDay() int {
+	if g.days != nil {
+		for d := len(g.days) - 1; d >= 0; d-- {
+			if g.days[d] != 0 {
+				return d
+			}
+		}
+	}
+	return -1
+}
+
 // groupsIn calls f for each group counted in the scope.
 func (t *Tally) groupsIn(sc Scope, f func(k groupKey, g *group)) {
 	for k, g := range t.groups {
@@ -267,8 +287,16 @@ func (t *Tally) String() string {
 			}
 		}
 		maps.Copy(objs, g.more)
+		days := map[int]int{}
+		if g.days != nil {
+			for d, n := range g.days {
+				if n != 0 {
+					days[d+1] = int(n)
+				}
+			}
+		}
 		lines = append(lines, fmt.Sprintf("group %s %s %s %d: %d labels %v objectives %v titles %v days %v",
-			statusNames[k.status], k.iscm, k.kind, k.year, g.n, g.labels, objs, g.titles, g.days))
+			statusNames[k.status], k.iscm, k.kind, k.year, g.n, g.labels, objs, g.titles, days))
 	}
 	for k, r := range t.current {
 		lines = append(lines, fmt.Sprintf("current iom=%t %s %s: %s %s %s %d %s %v", k.iom, k.iscm, k.kind, r.ID, r.Status, r.Source, r.Pos, r.Subkind, r.Objectives))
