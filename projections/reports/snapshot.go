@@ -314,13 +314,9 @@ func refreshTally(ctx context.Context, tx pgx.Tx, prev *Snapshot, answers []Answ
 		return nil, err
 	}
 	if len(answers) > 0 {
-		type qKey struct{ iscm, id string }
-		was := make(map[qKey]*Answer, len(prev.Answers))
-		for i := range prev.Answers {
-			was[qKey{prev.Answers[i].ISCM, prev.Answers[i].ID}] = &prev.Answers[i]
-		}
+		was := answersByKey(prev.Answers)
 		for _, a := range answers {
-			if old := was[qKey{a.ISCM, a.ID}]; old != nil {
+			if old := was[answerKey{a.ISCM, a.ID}]; old != nil {
 				for r := range derivedRecords(old) {
 					t.add(r, -1)
 				}
@@ -609,13 +605,9 @@ func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer,
 	if err := scanPastRecords(ctx, tx, func(r *Record) { t.add(r, 1) }, asOfChangedSQL, int64(position)); err != nil {
 		return nil, err
 	}
-	type qKey struct{ iscm, id string }
-	then := make(map[qKey]*Answer, len(answers))
-	for i := range answers {
-		then[qKey{answers[i].ISCM, answers[i].ID}] = &answers[i]
-	}
+	then := answersByKey(answers)
 	for _, a := range live.Answers {
-		if old := then[qKey{a.ISCM, a.ID}]; old != nil && a.Pos > position {
+		if old := then[answerKey{a.ISCM, a.ID}]; old != nil && a.Pos > position {
 			for r := range derivedRecords(old) {
 				t.add(r, 1)
 			}
@@ -640,6 +632,18 @@ func pastTally(ctx context.Context, tx pgx.Tx, live *Snapshot, answers []Answer,
 		return best, nil
 	})
 	return t.Tally, err
+}
+
+// answerKey names a questionnaire's answers by ISCM and questionnaire id.
+type answerKey struct{ iscm, id string }
+
+// answersByKey indexes answers by their key.
+func answersByKey(as []Answer) map[answerKey]*Answer {
+	out := make(map[answerKey]*Answer, len(as))
+	for i := range as {
+		out[answerKey{as[i].ISCM, as[i].ID}] = &as[i]
+	}
+	return out
 }
 
 // derivedRecords are the records derived from a questionnaire's answers,

@@ -91,7 +91,9 @@ func yearOf(d events.Date) int {
 	return d.Time().Year()
 }
 
-func (g *group) label(r *Record) string {
+// labelOf is what a record is counted by within its group: its subkind,
+// or its partner category for a partnership.
+func labelOf(r *Record) string {
 	if r.Kind == events.KindPartnership {
 		return r.Category
 	}
@@ -162,7 +164,7 @@ func (e *tallyEdit) add(r *Record, d int) {
 		e.owned[g] = true
 	}
 	g.n += d
-	g.labels = bump(g.labels, g.label(r), d)
+	g.labels = bump(g.labels, labelOf(r), d)
 	for _, o := range r.Objectives {
 		if o >= 0 && o < len(g.objs) {
 			g.objs[o] += int32(d)
