@@ -295,3 +295,34 @@ func TestStartRequiresDir(t *testing.T) {
 		t.Fatal("Start with empty Dir succeeded")
 	}
 }
+
+// The application role may not run CHECKPOINT; Checkpoint runs it as the
+// superuser, and the server counts it as a requested checkpoint.
+func TestCheckpoint(t *testing.T) {
+	t.Parallel()
+	c := start(t, clusterDir(t))
+	conn := connect(t, c.URL())
+	if _, err := conn.Exec(testContext(t), "CHECKPOINT"); err == nil {
+		t.Fatal("the application role ran CHECKPOINT; Checkpoint would not be needed")
+	}
+	requested := func() int64 {
+		n, err := strconv.ParseInt(queryString(t, conn, "SELECT checkpoints_req::text FROM pg_stat_bgwriter"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := requested()
+	if err := c.Checkpoint(testContext(t)); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	// The checkpointer reports its counts once the checkpoint is done,
+	// which may be just after CHECKPOINT returns.
+	deadline := time.Now().Add(10 * time.Second)
+	for requested() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoints requested: still %d after Checkpoint", before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
