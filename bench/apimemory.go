@@ -13,11 +13,12 @@ import (
 	"time"
 )
 
-// The API's memory pair: the peak RSS of an API process (`gcmtrack run
-// --target api`, as a replica is deployed) serving the read load over a
-// query stack of N events, against the same over N/10. The process is a
-// child of the harness on the stack's NATS listener and database; the
-// stack's own projector keeps the read models current.
+// The API's memory pair and the query p99 pairs' product side: an API
+// process (`gcmtrack run --target api`, as a replica is deployed) serving
+// the read load over a query stack of N events, against the same over N/10:
+// its peak RSS, and the p99 of each endpoint read. The process is a child
+// of the harness on the stack's NATS listener and database; the stack's own
+// projector keeps the read models current.
 
 // apiReadPaths are what the child API is read at, each by queryClients
 // clients for queryWindow: the report endpoints of the query pairs and the
@@ -116,26 +117,73 @@ func (c *childAPI) stop() {
 	}
 }
 
+// childReads is what apiMemory measured of a child API: its peak RSS in
+// MiB and the p99 in ms of each of apiReadPaths.
+type childReads struct {
+	peakMiB float64
+	p99     map[string]float64
+}
+
 // apiMemory starts a child API on q, reads it as apiReadPaths say, then
 // writes and reads back queryWrites times (each write's read catches the
-// snapshot up), and returns the child's peak RSS in MiB.
-func (r *runner) apiMemory(ctx context.Context, q *queryStack, label string) (float64, error) {
+// snapshot up), and returns the child's peak RSS and the p99 of each read
+// path.
+func (r *runner) apiMemory(ctx context.Context, q *queryStack, label string) (childReads, error) {
 	c, err := r.startChildAPI(ctx, q, label)
 	if err != nil {
-		return 0, err
+		return childReads{}, err
 	}
 	defer c.stop()
-	for _, p := range append(apiReadPaths, apiAsOfPath+strconv.FormatUint(q.half, 10)) {
-		if _, _, _, err := p99(ctx, c.url+p, nil); err != nil {
-			return 0, fmt.Errorf("child API: %w", err)
+	reads := childReads{p99: map[string]float64{}}
+	paths := append(apiReadPaths, apiAsOfPath+strconv.FormatUint(q.half, 10))
+	// A fresh process first grows its heap, its connection pool and its
+	// kept pages: a second of the read load, not counted, before the
+	// windows.
+	if err := readFor(ctx, c.url, paths, childWarmUp); err != nil {
+		return childReads{}, fmt.Errorf("child API: %w", err)
+	}
+	for _, p := range paths {
+		v, _, _, err := p99(ctx, c.url+p, nil)
+		if err != nil {
+			return childReads{}, fmt.Errorf("child API: %w", err)
 		}
+		reads.p99[p] = v
 	}
 	cst := *q.st
 	cst.url = c.url
 	cq := *q
 	cq.st = &cst
 	if _, err := readAfterWrite(ctx, &cq); err != nil {
-		return 0, fmt.Errorf("child API: %w", err)
+		return childReads{}, fmt.Errorf("child API: %w", err)
 	}
-	return c.peakRSS()
+	reads.peakMiB, err = c.peakRSS()
+	return reads, err
+}
+
+// childWarmUp is how long a child API is read before its windows.
+const childWarmUp = time.Second
+
+// readFor reads the paths in turn with queryClients clients for d.
+func readFor(ctx context.Context, base string, paths []string, d time.Duration) error {
+	c := newHTTPClient(queryClients)
+	deadline := time.Now().Add(d)
+	errs := make(chan error, queryClients)
+	for k := range queryClients {
+		go func() {
+			for i := k; time.Now().Before(deadline); i++ {
+				if _, _, err := timedGet(ctx, c, base+paths[i%len(paths)]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range queryClients {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -174,12 +174,25 @@ func p99Unkept(ctx context.Context, url string) (float64, error) {
 // p99Of is p99 for the URLs next gives, one per request.
 func p99Of(ctx context.Context, next func() string, headers map[string]string) (float64, int, int, error) {
 	c := newHTTPClient(queryClients)
-	url := next()
-	// One read before the window: the steady state of a polled endpoint,
-	// not the first computation after a change (measured on its own by
-	// readAfterWrite).
-	if _, _, err := timedGet(ctx, c, url); err != nil {
+	// One read before the window, then one more by every client at once:
+	// the window measures the steady state of a polled endpoint, not the
+	// first computation after a change (measured on its own by
+	// readAfterWrite), nor the connections the first concurrent reads open
+	// (the clients' to the API, the API's to PostgreSQL).
+	if _, _, err := timedGet(ctx, c, next()); err != nil {
 		return 0, 0, 0, err
+	}
+	warm := make(chan error, queryClients)
+	for range queryClients {
+		go func() {
+			_, _, err := timedGet(ctx, c, next())
+			warm <- err
+		}()
+	}
+	for range queryClients {
+		if err := <-warm; err != nil {
+			return 0, 0, 0, err
+		}
 	}
 	var mu sync.Mutex
 	var lat []float64
@@ -325,9 +338,15 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 		{"ISCM profile", "/v1/iscms/puebla-process"},
 		{"States view", "/v1/progress/states"},
 	}
-	rows := make([]Row, len(paths))
+	// The pairs with a target read an API process as a replica is
+	// deployed (the child of the memory pair); the same endpoints read in
+	// the harness's process, beside the embedded NATS server, the
+	// projector and the load's clients (as `make run` runs, plus the
+	// harness), are shown for information.
+	rows, inproc := make([]Row, len(paths)), make([]Row, len(paths))
 	for i, p := range paths {
-		rows[i] = Row{Path: "query p99: " + p.name + " at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("p99 of the same endpoint with %d events", small), Target: AtMost(1.5)}
+		rows[i] = Row{Path: "query p99: " + p.name + " at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("p99 of the same endpoint with %d events", small), Target: AtMost(1.5), Err: r.missingProduct()}
+		inproc[i] = Row{Path: "query p99 in the harness's process: " + p.name + " at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("the same with %d events", small)}
 	}
 	feed := Row{Path: "query p99: feed page deep in the stream vs first page", Unit: "ms", BaselineName: "p99 of the feed's first page (limit 50), same stack", Target: AtMost(1.5)}
 	fresh := Row{Path: "query: objectives read first after a write at N vs N/10", Unit: "ms", BaselineName: fmt.Sprintf("the same with %d events", small)}
@@ -340,13 +359,13 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 		BaselineName: fmt.Sprintf("peak RSS of the same API process over the stack of %d events", small), Err: r.missingProduct()}
 	fail := func(err error) []Row {
 		for i := range rows {
-			rows[i].Err = err.Error()
+			rows[i].Err, inproc[i].Err = err.Error(), err.Error()
 		}
 		feed.Err, asof.Err, public.Err, fresh.Err, asofFirst.Err, asofLate.Err, page.Err = err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error(), err.Error()
 		if apiMem.Err == "" {
 			apiMem.Err = err.Error()
 		}
-		return append(rows, fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
+		return append(append(rows, inproc...), fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
 	}
 	sizes := make([][]string, len(paths)) // each endpoint's document, at each size
 	for rep := range r.cfg.Reps {
@@ -371,9 +390,9 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 					sizes[i] = append(sizes[i], fmt.Sprintf("%s bytes at %d events", FormatValue(float64(n)), size))
 				}
 				if size == large {
-					rows[i].Product = append(rows[i].Product, v)
+					inproc[i].Product = append(inproc[i].Product, v)
 				} else {
-					rows[i].Baseline = append(rows[i].Baseline, v)
+					inproc[i].Baseline = append(inproc[i].Baseline, v)
 				}
 			}
 			v, err := readAfterWrite(ctx, q)
@@ -433,14 +452,23 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 				if size == large {
 					label = "n"
 				}
-				v, err := r.apiMemory(ctx, q, label)
+				reads, err := r.apiMemory(ctx, q, label)
 				switch {
 				case err != nil:
 					apiMem.Err = err.Error()
+					for i := range rows {
+						rows[i].Err = err.Error()
+					}
 				case size == large:
-					apiMem.Product = append(apiMem.Product, v)
+					apiMem.Product = append(apiMem.Product, reads.peakMiB)
+					for i, p := range paths {
+						rows[i].Product = append(rows[i].Product, reads.p99[p.path])
+					}
 				default:
-					apiMem.Baseline = append(apiMem.Baseline, v)
+					apiMem.Baseline = append(apiMem.Baseline, reads.peakMiB)
+					for i, p := range paths {
+						rows[i].Baseline = append(rows[i].Baseline, reads.p99[p.path])
+					}
 				}
 			}
 			q.close()
@@ -448,10 +476,12 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	}
 	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
 	for i := range rows {
-		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; %d clients for %s per endpoint; rate limits off (the stack as the benchmark builds it); each stack vacuumed and analyzed once built, then measured", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
+		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; each stack vacuumed and analyzed once built; "+
+			"read from `gcmtrack run --target api` as a child process on the stack's NATS and database, as a replica is deployed (the API memory pair's process, in its first windows); %d clients for %s per endpoint, after one read and one more by each client that are not counted; rate limits off", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
 		if len(sizes[i]) > 0 {
 			rows[i].Notes = append(rows[i].Notes, "document: "+strings.Join(sizes[i], ", "))
 		}
+		inproc[i].Notes = append(inproc[i].Notes, "the same stacks and clients, read from the API in the harness's process: beside the embedded NATS server (whose state of every subject the collector scans at N), the stack's projector and the load's clients")
 	}
 	feed.Notes = append(feed.Notes, "every request's URL differs by a parameter the API ignores (poll=n): each page is read from the read model and encoded, none comes from the pages the API keeps per URL until the read models move")
 	fresh.Notes = append(fresh.Notes, fmt.Sprintf("median of %d reads, each right after a write through the API, one client; the other query rows read without writes, after one read that is not counted", queryWrites))
@@ -461,7 +491,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	apiMem.Notes = append(apiMem.Notes, fmt.Sprintf("`gcmtrack run --target api` as a child process on each query stack's NATS and database (its projector keeps the read models current), rate limits off; "+
 		"read by %d clients for %s at each of %s and %s<halfway>, then %d writes each read back with min_position; peak RSS = the child's VmHWM from /proc when that is done",
 		queryClients, queryWindow, strings.Join(apiReadPaths, ", "), apiAsOfPath, queryWrites))
-	return append(rows, fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
+	return append(append(rows, inproc...), fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
 }
 
 // profilePublic profiles one more run of each public read load, not
