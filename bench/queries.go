@@ -476,7 +476,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	}
 	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
 	for i := range rows {
-		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; each stack vacuumed and analyzed once built; "+
+		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; each stack vacuumed, analyzed and checkpointed once built; "+
 			"read from `gcmtrack run --target api` as a child process on the stack's NATS and database, as a replica is deployed (the API memory pair's process, in its first windows); %d clients for %s per endpoint, after one read and one more by each client that are not counted; rate limits off", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
 		if len(sizes[i]) > 0 {
 			rows[i].Notes = append(rows[i].Notes, "document: "+strings.Join(sizes[i], ", "))
