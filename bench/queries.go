@@ -159,7 +159,7 @@ func (r *runner) queryStack(ctx context.Context, events int) (*queryStack, error
 // p99 reads one path with queryClients clients for queryWindow and returns
 // the 99th percentile latency in ms and the number of requests served.
 func p99(ctx context.Context, url string, headers map[string]string) (float64, int, int, error) {
-	return p99Of(ctx, func() string { return url }, headers)
+	return p99Of(ctx, func() string { return url }, headers, queryWindow)
 }
 
 // p99Unkept is p99 for a feed page read from the read model every time:
@@ -167,12 +167,12 @@ func p99(ctx context.Context, url string, headers map[string]string) (float64, i
 // answered from the pages the API keeps per URL.
 func p99Unkept(ctx context.Context, url string) (float64, error) {
 	var n atomic.Int64
-	v, _, _, err := p99Of(ctx, func() string { return url + "&poll=" + strconv.FormatInt(n.Add(1), 10) }, nil)
+	v, _, _, err := p99Of(ctx, func() string { return url + "&poll=" + strconv.FormatInt(n.Add(1), 10) }, nil, queryWindow)
 	return v, err
 }
 
 // p99Of is p99 for the URLs next gives, one per request.
-func p99Of(ctx context.Context, next func() string, headers map[string]string) (float64, int, int, error) {
+func p99Of(ctx context.Context, next func() string, headers map[string]string, window time.Duration) (float64, int, int, error) {
 	c := newHTTPClient(queryClients)
 	// One read before the window, then one more by every client at once:
 	// the window measures the steady state of a polled endpoint, not the
@@ -198,7 +198,7 @@ func p99Of(ctx context.Context, next func() string, headers map[string]string) (
 	var lat []float64
 	var notModified, failed atomic.Int64
 	var firstErr atomic.Value
-	deadline := time.Now().Add(queryWindow)
+	deadline := time.Now().Add(window)
 	var wg sync.WaitGroup
 	for range queryClients {
 		wg.Add(1)
@@ -477,7 +477,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	public.Notes = append(public.Notes, fmt.Sprintf("%d clients polling the feed's first page for %s each repetition, half of them with If-None-Match (the feed's ETag)", 2*queryClients, queryWindow))
 	for i := range rows {
 		rows[i].Notes = append(rows[i].Notes, fmt.Sprintf("%d events of the replay mix at N, %d at N/10; each with %d published records and %d ISCMs' 2019 answers written through the API; each stack vacuumed, analyzed and checkpointed once built; "+
-			"read from `gcmtrack run --target api` as a child process on the stack's NATS and database, as a replica is deployed (the API memory pair's process, in its first windows); %d clients for %s per endpoint, after one read and one more by each client that are not counted; rate limits off", large, small, feedRecords, answeredISCMs, queryClients, queryWindow))
+			"read from `gcmtrack run --target api` as a child process on the stack's NATS and database, as a replica is deployed (the API memory pair's process, in its first windows); %d clients for %s per endpoint, after one read and one more by each client that are not counted; rate limits off", large, small, feedRecords, answeredISCMs, queryClients, childWindow))
 		if len(sizes[i]) > 0 {
 			rows[i].Notes = append(rows[i].Notes, "document: "+strings.Join(sizes[i], ", "))
 		}
@@ -490,7 +490,7 @@ func (r *runner) queryRows(ctx context.Context) []Row {
 	page.Notes = append(page.Notes, fmt.Sprintf("%d clients reading the objectives page for %s each repetition, half of them with If-None-Match (the page's ETag)", 2*queryClients, queryWindow))
 	apiMem.Notes = append(apiMem.Notes, fmt.Sprintf("`gcmtrack run --target api` as a child process on each query stack's NATS and database (its projector keeps the read models current), rate limits off; "+
 		"read by %d clients for %s at each of %s and %s<halfway>, then %d writes each read back with min_position; peak RSS = the child's VmHWM from /proc when that is done",
-		queryClients, queryWindow, strings.Join(apiReadPaths, ", "), apiAsOfPath, queryWrites))
+		queryClients, childWindow, strings.Join(apiReadPaths, ", "), apiAsOfPath, queryWrites))
 	return append(append(rows, inproc...), fresh, feed, asof, asofFirst, asofLate, public, page, apiMem)
 }
 
