@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,10 @@ const warmUp = time.Second
 // not during the warm-up, not after the measurement.
 type window struct {
 	phase atomic.Int32 // 0 warm-up, 1 measuring, 2 over
+	// clock, when set, is read as the window opens and closes: cpu is then
+	// the CPU time the window took, without the warm-up's and the set-up's.
+	clock *cpuClock
+	cpu   cpuUse
 }
 
 func (w *window) measuring() bool { return w.phase.Load() == 1 }
@@ -38,11 +44,19 @@ func (w *window) over() bool      { return w.phase.Load() == 2 }
 // run opens the window after the warm-up and closes it after d.
 func (w *window) run(ctx context.Context, d time.Duration) time.Duration {
 	sleepCtx(ctx, warmUp)
+	var c0 cpuSample
+	if w.clock != nil {
+		c0 = w.clock.now()
+	}
 	w.phase.Store(1)
 	start := time.Now()
 	sleepCtx(ctx, d)
 	w.phase.Store(2)
-	return time.Since(start)
+	elapsed := time.Since(start)
+	if w.clock != nil {
+		w.cpu = w.clock.now().since(c0)
+	}
+	return elapsed
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
@@ -60,6 +74,17 @@ type loadResult struct {
 	elapsed              time.Duration
 	latencies            []float64 // ms, of the successful operations
 	firstOther           string    // the first unexpected answer, for the report
+	cpu                  cpuUse    // the CPU time of the window, when its clock was set
+}
+
+// cpuPerOp is the CPU time of the harness and PostgreSQL in the window per
+// successful operation, in microseconds (NaN without a clock or an
+// operation).
+func (l loadResult) cpuPerOp() float64 {
+	if l.ok == 0 || l.cpu.Wall == 0 {
+		return math.NaN()
+	}
+	return 1e6 * (l.cpu.Harness + l.cpu.PostgreSQL) / float64(l.ok)
 }
 
 func (l loadResult) rate() float64 { return PerSecond(l.ok, l.elapsed) }
@@ -240,10 +265,10 @@ func assign(cat *catalog.Catalog, n int) []assignment {
 }
 
 // driveAPI runs clients concurrent writers against the API for the window.
-func driveAPI(ctx context.Context, base, token string, clients int, d time.Duration, idem bool) loadResult {
+func driveAPI(ctx context.Context, clock *cpuClock, base, token string, clients int, d time.Duration, idem bool) loadResult {
 	hc := newHTTPClient(clients)
 	defer hc.CloseIdleConnections()
-	var w window
+	w := window{clock: clock}
 	var t tally
 	var wg sync.WaitGroup
 	for _, a := range assign(catalog.Default(), clients) {
@@ -252,6 +277,7 @@ func driveAPI(ctx context.Context, base, token string, clients int, d time.Durat
 	}
 	t.elapsed = w.run(ctx, d)
 	wg.Wait()
+	t.cpu = w.cpu
 	return t.loadResult
 }
 
@@ -260,7 +286,7 @@ func driveAPI(ctx context.Context, base, token string, clients int, d time.Durat
 // subject, with the headers the event store sets (event type, expected
 // stream, Nats-Msg-Id, Nats-Expected-Last-Subject-Sequence chained from its
 // own acks) and an envelope of the product's shape.
-func driveRaw(ctx context.Context, nc *nats.Conn, publishers int, d time.Duration) (loadResult, error) {
+func driveRaw(ctx context.Context, clock *cpuClock, nc *nats.Conn, publishers int, d time.Duration) (loadResult, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return loadResult{}, err
@@ -268,7 +294,7 @@ func driveRaw(ctx context.Context, nc *nats.Conn, publishers int, d time.Duratio
 	if _, err := eventstore.Open(ctx, js, eventstore.Config{}); err != nil {
 		return loadResult{}, err
 	}
-	var w window
+	w := window{clock: clock}
 	var t tally
 	var wg sync.WaitGroup
 	for i := range publishers {
@@ -315,6 +341,7 @@ func driveRaw(ctx context.Context, nc *nats.Conn, publishers int, d time.Duratio
 	}
 	t.elapsed = w.run(ctx, d)
 	wg.Wait()
+	t.cpu = w.cpu
 	return t.loadResult, nil
 }
 
@@ -432,6 +459,9 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 			row.Notes = append(row.Notes, disturbance(cpus[j], rawCPU))
 			rows = append(rows, row)
 		}
+		if !syncAlways && failures[0] == nil && failures[1] == nil && rawFailure == nil {
+			rows = append(rows, appendCeiling(results[0], results[1], raw)...)
+		}
 	}
 	for i, syncAlways := range []bool{true, false} {
 		name := "cpu-append-fsync-always.pprof"
@@ -451,6 +481,50 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 		}
 	}
 	return rows
+}
+
+// appendCeiling compares the CPU time the product takes per write with the
+// CPU time of its two unavoidable parts, each measured alone in the same
+// repetitions: an HTTP request answered by a handler that does nothing
+// (client and server) and a raw JetStream publish (publisher and server).
+// Their sum bounds the writes a second any API taking one write per
+// request can reach on this machine's cores; the second row sets that
+// bound against the raw publishes. Both are CPU-bound only with the
+// server's default fsync, where the clients keep the cores busy.
+func appendCeiling(product, floor, raw []loadResult) []Row {
+	n := min(len(product), len(floor), len(raw))
+	cpuRow := Row{
+		Path: "append, CPU per write in the window, fsync default: the API vs HTTP alone + a raw publish",
+		Unit: "µs", BaselineName: "CPU per request of HTTP alone plus CPU per raw publish, each measured alone in the same repetition",
+		Extra: map[string]any{},
+	}
+	ceilRow := Row{
+		Path: fmt.Sprintf("append ceiling, fsync default: what the CPU of HTTP alone + a raw publish allows on %d cores", runtime.NumCPU()),
+		Unit: "writes/s", BaselineName: "the raw publishes of the fsync default rows (the same runs)",
+		Extra: map[string]any{},
+	}
+	var httpUS, pubUS []float64
+	for i := range n {
+		h, p := floor[i].cpuPerOp(), raw[i].cpuPerOp()
+		if math.IsNaN(h) || math.IsNaN(p) || math.IsNaN(product[i].cpuPerOp()) {
+			continue
+		}
+		httpUS, pubUS = append(httpUS, h), append(pubUS, p)
+		cpuRow.Product = append(cpuRow.Product, product[i].cpuPerOp())
+		cpuRow.Baseline = append(cpuRow.Baseline, h+p)
+		ceilRow.Product = append(ceilRow.Product, float64(runtime.NumCPU())*1e6/(h+p))
+		ceilRow.Baseline = append(ceilRow.Baseline, raw[i].rate())
+	}
+	if len(httpUS) == 0 {
+		msg := "no repetition measured the CPU time of all three runs"
+		return []Row{{Path: cpuRow.Path, Err: msg}, {Path: ceilRow.Path, Err: msg}}
+	}
+	cpuRow.Extra["http_alone_us"], cpuRow.Extra["raw_publish_us"] = httpUS, pubUS
+	cpuRow.Notes = []string{fmt.Sprintf("HTTP alone %.0f µs a request, a raw publish %.0f µs (medians); the API's writes also validate, "+
+		"load the aggregate, log, audit and are projected, all counted", Median(httpUS), Median(pubUS))}
+	ceilRow.Notes = []string{"the cores divided by the CPU time of HTTP alone plus a raw publish: no API that takes one write per request " +
+		"and publishes it reaches more here; where this ratio is below an append target, the target is out of reach on this machine"}
+	return []Row{cpuRow, ceilRow}
 }
 
 // describeLoad adds the conflict rates, latencies and unexpected answers of
@@ -495,7 +569,7 @@ func (r *runner) appendProduct(ctx context.Context, db *apiDatabase, o stackOpti
 		return loadResult{}, err
 	}
 	defer st.stop()
-	res := driveAPI(ctx, st.url, db.admin, r.cfg.Clients, r.cfg.AppendDuration, idem)
+	res := driveAPI(ctx, &r.cpu, st.url, db.admin, r.cfg.Clients, r.cfg.AppendDuration, idem)
 	if res.other > 0 {
 		if e := st.firstError(); e != "" {
 			res.firstOther += "; the API logged: " + e
@@ -529,7 +603,7 @@ func (r *runner) appendFloor(ctx context.Context) (loadResult, error) {
 	})}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	res := driveAPI(ctx, "http://"+ln.Addr().String(), "floor", r.cfg.Clients, r.cfg.AppendDuration, false)
+	res := driveAPI(ctx, &r.cpu, "http://"+ln.Addr().String(), "floor", r.cfg.Clients, r.cfg.AppendDuration, false)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -551,7 +625,7 @@ func (r *runner) appendRaw(ctx context.Context, syncAlways bool) (loadResult, er
 		return loadResult{}, err
 	}
 	defer node.close()
-	res, err := driveRaw(ctx, node.nc, r.cfg.Clients, r.cfg.AppendDuration)
+	res, err := driveRaw(ctx, &r.cpu, node.nc, r.cfg.Clients, r.cfg.AppendDuration)
 	if err == nil && res.ok == 0 {
 		err = fmt.Errorf("no publish succeeded; first error: %s", res.firstOther)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -360,5 +361,36 @@ func TestCompareResults(t *testing.T) {
 	}
 	if err := Compare(&out, old, filepath.Join(dir, "missing.json")); err == nil {
 		t.Error("a missing file compares")
+	}
+}
+
+func TestAppendCeiling(t *testing.T) {
+	window := func(ok int, harness, pg float64) loadResult {
+		return loadResult{ok: ok, elapsed: 5 * time.Second, cpu: cpuUse{Wall: 5, Harness: harness, PostgreSQL: pg}}
+	}
+	// Product: 10,000 writes for 2 CPU-seconds, 200 µs each; HTTP alone
+	// 50,000 requests for 3 s, 60 µs; raw publishes 100,000 for 4 s, 40 µs.
+	product := []loadResult{window(10_000, 1.5, 0.5), {ok: 5}}
+	floor := []loadResult{window(50_000, 3, 0), window(50_000, 3, 0)}
+	raw := []loadResult{window(100_000, 3.5, 0.5), window(100_000, 4, 0)}
+	rows := appendCeiling(product, floor, raw)
+	if len(rows) != 2 {
+		t.Fatalf("rows = %d, want 2", len(rows))
+	}
+	cpuRow, ceil := rows[0], rows[1]
+	// The second repetition's product window had no clock: it is left out.
+	if len(cpuRow.Product) != 1 || len(ceil.Product) != 1 {
+		t.Fatalf("repetitions kept: %d and %d, want 1", len(cpuRow.Product), len(ceil.Product))
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-6*want }
+	if !near(cpuRow.Product[0], 200) || !near(cpuRow.Baseline[0], 100) || !near(cpuRow.Ratio(), 2) {
+		t.Errorf("CPU row %v / %v (ratio %v), want 200 / 100 (2)", cpuRow.Product, cpuRow.Baseline, cpuRow.Ratio())
+	}
+	cores := float64(runtime.NumCPU())
+	if want := cores * 1e6 / 100; !near(ceil.Product[0], want) || !near(ceil.Baseline[0], 20_000) {
+		t.Errorf("ceiling row %v / %v, want %v / 20000", ceil.Product, ceil.Baseline, want)
+	}
+	if rows := appendCeiling([]loadResult{{ok: 1}}, floor, raw); rows[0].Err == "" || rows[1].Err == "" {
+		t.Errorf("without a measured window the rows must carry an error, got %+v", rows)
 	}
 }
