@@ -394,3 +394,22 @@ func TestAppendCeiling(t *testing.T) {
 		t.Errorf("without a measured window the rows must carry an error, got %+v", rows)
 	}
 }
+
+func TestRebuildCeiling(t *testing.T) {
+	// 100,000 events: the product took 8 CPU-seconds (80 µs an event), the
+	// raw baseline 2 (20 µs) and ran at 50,000 events/s.
+	prod := []cpuUse{{Wall: 10, Harness: 5, PostgreSQL: 3}}
+	raw := []cpuUse{{Wall: 2, Harness: 1.5, PostgreSQL: 0.5}}
+	cpuRow, ceil := rebuildCeiling("rebuild: product", prod, raw, []float64{50_000}, 100_000)
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-6*want }
+	if len(cpuRow.Product) != 1 || !near(cpuRow.Product[0], 80) || !near(cpuRow.Baseline[0], 20) {
+		t.Fatalf("CPU row %v / %v, want 80 / 20", cpuRow.Product, cpuRow.Baseline)
+	}
+	cores := float64(runtime.NumCPU())
+	if want := cores * 1e6 / 80; len(ceil.Product) != 1 || !near(ceil.Product[0], want) || !near(ceil.Ratio(), want/50_000) {
+		t.Fatalf("ceiling %v (ratio %v), want %v (%v)", ceil.Product, ceil.Ratio(), want, want/50_000)
+	}
+	if !strings.Contains(ceil.Notes[0], "rebuild: product") {
+		t.Errorf("the ceiling's note names another row: %q", ceil.Notes[0])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -120,6 +121,40 @@ func (r *runner) productRebuild(ctx context.Context, stream jetstream.Stream, ps
 		}
 	}
 	return run, nil
+}
+
+// rebuildCeiling sets the CPU time the product's projections take per event
+// (the harness, where the engine and the NATS server run, and PostgreSQL)
+// against the raw baseline's, repetition by repetition, and turns it into
+// the rate the product's rebuild would reach with every core of the machine
+// busy at that CPU time per event: what any parallelism of the same work
+// could reach at best.
+func rebuildCeiling(path string, prodCPU, rawCPU []cpuUse, rawRate []float64, events uint64) (Row, Row) {
+	cores := float64(runtime.NumCPU())
+	cpuRow := Row{
+		Path: "rebuild, CPU per event: the product's projections vs the raw baseline", Unit: "µs",
+		BaselineName: "the raw baseline of the one-table row (the same runs)",
+		Notes:        []string{"CPU time of the harness (engine, embedded NATS server) and PostgreSQL over the rebuild, divided by the events"},
+	}
+	ceilRow := Row{
+		Path:         fmt.Sprintf("rebuild ceiling: the product's projections with all %d cores busy at their CPU per event", int(cores)),
+		Unit:         "events/s",
+		BaselineName: "the raw baseline of the one-table row (the same runs)",
+	}
+	perEvent := func(u cpuUse) float64 { return 1e6 * (u.Harness + u.PostgreSQL) / float64(events) }
+	for i := range min(len(prodCPU), len(rawCPU), len(rawRate)) {
+		p := perEvent(prodCPU[i])
+		if events == 0 || p == 0 {
+			continue
+		}
+		cpuRow.Product = append(cpuRow.Product, p)
+		cpuRow.Baseline = append(cpuRow.Baseline, perEvent(rawCPU[i]))
+		ceilRow.Product = append(ceilRow.Product, cores*1e6/p)
+		ceilRow.Baseline = append(ceilRow.Baseline, rawRate[i])
+	}
+	ceilRow.Notes = []string{fmt.Sprintf("the cores divided by the CPU time per event of %q: running its work in parallel cannot pass this; "+
+		"where the ratio is below that row's target, only less work per event can reach it", path)}
+	return cpuRow, ceilRow
 }
 
 // checkRows fails unless table holds want rows.
@@ -352,8 +387,12 @@ func (r *runner) replayRows(ctx context.Context, node *natsNode) []Row {
 		BaselineName: "naive projector: ordered consume, one transaction per event (INSERT of its row + checkpoint update)",
 		Extra:        map[string]any{},
 	}
+	var cpuRow, ceilRow Row
 	rows := []*Row{&one, &prod, &naive}
 	result := func(err error) []Row {
+		if err == nil && cpuRow.Path != "" {
+			rows = append(rows, &cpuRow, &ceilRow)
+		}
 		out := make([]Row, len(rows))
 		for i, row := range rows {
 			if err != nil {
@@ -415,6 +454,7 @@ func (r *runner) replayRows(ctx context.Context, node *natsNode) []Row {
 	prod.Extra["engine_events_per_s"] = prodEngine
 	prod.Extra["cpu_engine"] = prodCPU
 	prod.Notes = append(prod.Notes, disturbance(prodCPU, rawCPU))
+	cpuRow, ceilRow = rebuildCeiling(prod.Path, prodCPU, rawCPU, prod.Baseline, last)
 
 	naiveN := min(uint64(r.cfg.NaiveEvents), last)
 	naive.Product = slices.Clone(one.Product)
