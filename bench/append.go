@@ -493,26 +493,27 @@ func (r *runner) appendRows(ctx context.Context) []Row {
 // server's default fsync, where the clients keep the cores busy.
 func appendCeiling(product, floor, raw []loadResult) []Row {
 	n := min(len(product), len(floor), len(raw))
+	cores := float64(runtime.NumCPU())
 	cpuRow := Row{
 		Path: "append, CPU per write in the window, fsync default: the API vs HTTP alone + a raw publish",
 		Unit: "µs", BaselineName: "CPU per request of HTTP alone plus CPU per raw publish, each measured alone in the same repetition",
 		Extra: map[string]any{},
 	}
 	ceilRow := Row{
-		Path: fmt.Sprintf("append ceiling, fsync default: what the CPU of HTTP alone + a raw publish allows on %d cores", runtime.NumCPU()),
+		Path: fmt.Sprintf("append ceiling, fsync default: what the CPU of HTTP alone + a raw publish allows on %d cores", int(cores)),
 		Unit: "writes/s", BaselineName: "the raw publishes of the fsync default rows (the same runs)",
 		Extra: map[string]any{},
 	}
 	var httpUS, pubUS []float64
 	for i := range n {
-		h, p := floor[i].cpuPerOp(), raw[i].cpuPerOp()
-		if math.IsNaN(h) || math.IsNaN(p) || math.IsNaN(product[i].cpuPerOp()) {
+		api, h, p := product[i].cpuPerOp(), floor[i].cpuPerOp(), raw[i].cpuPerOp()
+		if math.IsNaN(api) || math.IsNaN(h) || math.IsNaN(p) {
 			continue
 		}
 		httpUS, pubUS = append(httpUS, h), append(pubUS, p)
-		cpuRow.Product = append(cpuRow.Product, product[i].cpuPerOp())
+		cpuRow.Product = append(cpuRow.Product, api)
 		cpuRow.Baseline = append(cpuRow.Baseline, h+p)
-		ceilRow.Product = append(ceilRow.Product, float64(runtime.NumCPU())*1e6/(h+p))
+		ceilRow.Product = append(ceilRow.Product, cores*1e6/(h+p))
 		ceilRow.Baseline = append(ceilRow.Baseline, raw[i].rate())
 	}
 	if len(httpUS) == 0 {

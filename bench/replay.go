@@ -145,7 +145,7 @@ func rebuildCeiling(path string, prodCPU, rawCPU []cpuUse, rawRate []float64, ev
 	for i := range min(len(prodCPU), len(rawCPU), len(rawRate)) {
 		p := perEvent(prodCPU[i])
 		if events == 0 || p == 0 {
-			continue
+			continue // no events or no clock: nothing to divide by
 		}
 		cpuRow.Product = append(cpuRow.Product, p)
 		cpuRow.Baseline = append(cpuRow.Baseline, perEvent(rawCPU[i]))
@@ -387,12 +387,8 @@ func (r *runner) replayRows(ctx context.Context, node *natsNode) []Row {
 		BaselineName: "naive projector: ordered consume, one transaction per event (INSERT of its row + checkpoint update)",
 		Extra:        map[string]any{},
 	}
-	var cpuRow, ceilRow Row
 	rows := []*Row{&one, &prod, &naive}
 	result := func(err error) []Row {
-		if err == nil && cpuRow.Path != "" {
-			rows = append(rows, &cpuRow, &ceilRow)
-		}
 		out := make([]Row, len(rows))
 		for i, row := range rows {
 			if err != nil {
@@ -454,7 +450,8 @@ func (r *runner) replayRows(ctx context.Context, node *natsNode) []Row {
 	prod.Extra["engine_events_per_s"] = prodEngine
 	prod.Extra["cpu_engine"] = prodCPU
 	prod.Notes = append(prod.Notes, disturbance(prodCPU, rawCPU))
-	cpuRow, ceilRow = rebuildCeiling(prod.Path, prodCPU, rawCPU, prod.Baseline, last)
+	cpuRow, ceilRow := rebuildCeiling(prod.Path, prodCPU, rawCPU, prod.Baseline, last)
+	rows = append(rows, &cpuRow, &ceilRow)
 
 	naiveN := min(uint64(r.cfg.NaiveEvents), last)
 	naive.Product = slices.Clone(one.Product)
